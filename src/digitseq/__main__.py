@@ -1,0 +1,5 @@
+import sys
+
+from digitseq.cli import main
+
+sys.exit(main())

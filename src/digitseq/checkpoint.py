@@ -1,0 +1,135 @@
+"""Checkpoints: a plain state_dict (``weights.pth``, loaded with ``weights_only=True``) beside a
+JSON sidecar (``config.json``) that names the architecture and its hyper-parameters.
+
+A model path may be a run folder, a bundled-model folder, or a ``.pth`` file whose folder
+holds ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from digitseq import models
+from digitseq.config import DigitseqError, bundled_model_dir
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def model_config(arch: str, hparams: dict) -> dict:
+    """The sidecar's model part: enough to rebuild the model with no flags."""
+    return {"arch": arch, "hparams": models.model_hparams(arch, **hparams)}
+
+
+def save_weights(model: nn.Module, path: Path, half: bool = False) -> None:
+    """Atomically save a plain state_dict (fp16 tensors when ``half``, for a small bundle)."""
+    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    atomic_torch_save(state, path)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP / torch.compile / EMA wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def resolve(path: str | Path | None) -> tuple[Path, Path]:
+    """(weights file, config.json) for a run folder, model folder or weights file."""
+    p = Path(path) if path else bundled_model_dir()
+    if not p.exists():
+        if path is None:
+            raise DigitseqError(f"the bundled model is missing at {p}")
+        raise DigitseqError(f"model path {p} does not exist")
+    if p.is_dir():
+        for name in ("best.pth", "weights.pth"):
+            if (p / name).is_file():
+                weights = p / name
+                break
+        else:
+            raise DigitseqError(f"{p} holds no best.pth or weights.pth")
+        folder = p
+    else:
+        weights, folder = p, p.parent
+    config = folder / "config.json"
+    if not config.is_file():
+        raise DigitseqError(f"{folder} has no config.json beside {weights.name}")
+    return weights, config
+
+
+def read_config(config: Path) -> dict:
+    try:
+        cfg = json.loads(Path(config).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DigitseqError(f"{config} is not valid JSON") from None
+    model = cfg.get("model") if isinstance(cfg, dict) else None
+    if not isinstance(model, dict) or "arch" not in model:
+        raise DigitseqError(f"{config} does not describe a model (no model.arch)")
+    return cfg
+
+
+def load_state_dict(weights: Path) -> dict:
+    """torch.load with weights_only=True: a file that is not a plain state_dict is refused."""
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DigitseqError(f"{weights} is not a plain weights file ({first[:160]})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DigitseqError(f"{weights} is not a plain state_dict of tensors")
+    return state
+
+
+def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild a model from its folder or weights file; returns (model in eval mode, config)."""
+    weights, config = resolve(path)
+    cfg = read_config(config)
+    arch, hparams = cfg["model"]["arch"], cfg["model"].get("hparams", {})
+    try:
+        model = models.build_model(arch, **hparams)
+    except (ValueError, TypeError) as e:
+        raise DigitseqError(f"{config}: {e}") from None
+    state = load_state_dict(weights)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise DigitseqError(
+            f"{weights} does not fit architecture {arch!r} from {config.name} "
+            "(a checkpoint of another model?)"
+        ) from None
+    model.eval()
+    cfg["weights_path"] = str(weights)
+    return model, cfg
