@@ -1,0 +1,83 @@
+"""Shared fixtures: the real MNIST (cached once per machine), a small generated dataset, and
+small models. Torch runs on one thread: the tests share 2 cores with whatever else runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Keep the MNIST cache across test sessions (it is verified byte for byte on every load), but
+# put everything else a test writes under pytest's tmp folders.
+os.environ.setdefault(
+    "DIGITSEQ_MNIST_DIR",
+    str(Path(os.environ.get("DIGITSEQ_HOME", Path.home() / ".cache" / "digitseq")) / "mnist"),
+)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SEED_SAMPLES = REPO / "examples" / "seed-samples"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Each test gets its own DIGITSEQ_HOME so nothing leaks into ~/.cache."""
+    monkeypatch.setenv("DIGITSEQ_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(scope="session")
+def mnist_data():
+    from digitseq import mnist
+
+    return mnist.load()
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory, mnist_data) -> Path:
+    """A mixed-layout dataset: train 2,000, val 500, test 1,000 sequences."""
+    from digitseq import storage
+
+    out = tmp_path_factory.mktemp("datasets") / "small"
+    cfg = storage.GenerateConfig(
+        layout="mixed", counts={"train": 2000, "val": 500, "test": 1000}, seed=7
+    )
+    return storage.generate_dataset(out, cfg, progress=False)
+
+
+@pytest.fixture(scope="session")
+def random_model_dir(tmp_path_factory) -> Path:
+    """An untrained multihead model saved in the run-folder format (for mechanics, not accuracy)."""
+    import torch
+
+    from digitseq import checkpoint, models
+
+    folder = tmp_path_factory.mktemp("runs") / "random"
+    folder.mkdir()
+    torch.manual_seed(0)
+    model = models.build_model("multihead")
+    checkpoint.save_weights(model, folder / "weights.pth")
+    checkpoint.write_json(
+        folder / "config.json", {"model": checkpoint.model_config("multihead", {})}
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def bundled_model_dir() -> Path:
+    """The trained model committed under models/."""
+    from digitseq.config import bundled_model_dir
+
+    path = bundled_model_dir()
+    if not (path / "config.json").is_file():
+        pytest.fail(f"the bundled model is missing at {path}")
+    return path
