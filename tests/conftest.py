@@ -81,3 +81,14 @@ def bundled_model_dir() -> Path:
     if not (path / "config.json").is_file():
         pytest.fail(f"the bundled model is missing at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, mnist_data) -> Path:
+    """A really trained (if weak) model: `digitseq train --preset tiny`, ~30 s on one thread.
+    It reads seed-layout numbers at roughly 50-60% per digit."""
+    from digitseq import cli
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert cli.main(["-q", "train", "--preset", "tiny", "--out", str(out)]) == 0
+    return out
