@@ -61,9 +61,10 @@ def save_weights(model: nn.Module, path: Path, half: bool = False) -> None:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside DDP / torch.compile / EMA wrappers."""
+    """The plain model inside DDP / torch.compile / EMA / Calibrated wrappers."""
     model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
+    model = getattr(model, "_orig_mod", model)
+    return model.model if isinstance(model, Calibrated) else model
 
 
 def resolve(path: str | Path | None) -> tuple[Path, Path]:
@@ -130,6 +131,21 @@ def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:
             f"{weights} does not fit architecture {arch!r} from {config.name} "
             "(a checkpoint of another model?)"
         ) from None
+    temperature = float(cfg.get("calibration", {}).get("temperature", 1.0))
+    if temperature != 1.0:
+        model = Calibrated(model, temperature)
     model.eval()
     cfg["weights_path"] = str(weights)
     return model, cfg
+
+
+class Calibrated(nn.Module):
+    """Logits divided by a temperature fitted on val (``config.json`` -> calibration), so the
+    softmax probabilities, and the sequence confidence built from them, are calibrated."""
+
+    def __init__(self, model: nn.Module, temperature: float):
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    def forward(self, x):  # (N, 1, 28, 140) -> (N, 5, 10)
+        return self.model(x) / self.temperature

@@ -239,8 +239,8 @@ def build_data(cfg: TrainConfig, rank: int, world: int, mnist_dir):
         batches = data.StoredBatches(
             train, cfg.batch_size, cfg.steps_per_epoch, cfg.seed, rank, world
         )
-        vimg = torch.from_numpy(np.asarray(val.images[:n]))
-        vlab = torch.from_numpy(np.asarray(val.labels[:n]).astype(np.int64))
+        vimg = torch.from_numpy(np.array(val.images[:n]))
+        vlab = torch.from_numpy(val.labels[:n].astype(np.int64))
         return batches, vimg, vlab
     m = mnist.load(mnist_dir)
     timg, tlab, _ = mnist.split_pool(m, "train")
@@ -249,6 +249,43 @@ def build_data(cfg: TrainConfig, rank: int, world: int, mnist_dir):
                                  cfg.layout, rank)  # fmt: skip
     vimg, vlab, _ = data.fixed_set(vpool, vlabels, cfg.val_size, cfg.seed, cfg.layout)
     return batches, vimg, vlab
+
+
+@torch.no_grad()
+def fit_temperature(model, images: torch.Tensor, labels: torch.Tensor, dev) -> dict:
+    """Temperature scaling on val: the T minimizing the per-digit NLL of logits / T
+    (golden-section search; NLL is unimodal in T)."""
+    model.eval()
+    logits = torch.cat([
+        model(to_input(images[i : i + 1024], dev)).float().cpu()
+        for i in range(0, len(images), 1024)
+    ]).reshape(-1, 10)  # fmt: skip
+    y = labels.reshape(-1)
+
+    def nll(t: float) -> float:
+        return F.cross_entropy(logits / t, y).item()
+
+    lo, hi = 0.2, 5.0
+    g = (5**0.5 - 1) / 2
+    for _ in range(40):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        lo, hi = (lo, b) if nll(a) < nll(b) else (a, hi)
+    t = (lo + hi) / 2
+    return {"temperature": round(t, 4), "val_nll_before": nll(1.0), "val_nll_after": nll(t),
+            "fitted_on": f"val ({len(images)} sequences)"}  # fmt: skip
+
+
+def calibrate_run(out: Path, vimg, vlab, dev=torch.device("cpu")) -> dict:
+    """Fit the temperature of a run's best weights on val and record it in config.json."""
+    cfg_path = Path(out) / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.pop("calibration", None)
+    model = models.build_model(cfg["model"]["arch"], **cfg["model"]["hparams"])
+    state = checkpoint.load_state_dict(Path(out) / "best.pth")
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    cfg["calibration"] = fit_temperature(model.to(dev), vimg, vlab, dev)
+    checkpoint.write_json(cfg_path, cfg)
+    return cfg["calibration"]
 
 
 def write_history(out: Path, history: list[dict]) -> None:
@@ -270,7 +307,7 @@ def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
     out = Path(out)
     if resume and not (out / "last.pth").is_file():
         raise DigitseqError(f"nothing to resume: {out / 'last.pth'} does not exist")
-    if not resume and (out / "config.json").exists():
+    if main and not resume and (out / "config.json").exists():
         raise DigitseqError(f"{out} already holds a run (use --resume, or another --out)")
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -358,6 +395,9 @@ def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
         if deadline and time.time() > deadline:
             log.info("time limit reached after epoch %d", epoch + 1)
             break
+    if main and (out / "best.pth").is_file():
+        cal = calibrate_run(out, vimg, vlab, dev)
+        log.info("calibrated on val: temperature %.3f", cal["temperature"])
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()

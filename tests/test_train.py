@@ -1,0 +1,126 @@
+"""Training: the run folder, resume after a kill, DDP on 2 CPU processes, the registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from digitseq import checkpoint, cli, models
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.mark.parametrize("arch", models.list_models())
+def test_every_model_maps_images_to_5x10_logits_and_trains(arch):
+    model = models.build_model(arch)
+    x = torch.rand(3, 1, 28, 140)
+    logits = model(x)
+    assert logits.shape == (3, 5, 10)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 10), torch.zeros(15, dtype=torch.long))
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_unknown_architecture_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="multihead"):
+        models.build_model("resnet9000")
+
+
+def test_tiny_run_folder_has_everything_and_reloads(tiny_run):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert {"weights.pth", "best.pth", "last.pth", "config.json", "history.json",
+            "history.csv"} <= names  # fmt: skip
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    assert cfg["model"]["arch"] == "multihead"
+    assert cfg["train"]["epochs"] == len(json.loads((tiny_run / "history.json").read_text()))
+    assert 0.2 < cfg["calibration"]["temperature"] < 5
+    # plain state_dict: loads with weights_only=True and rebuilds with no flags
+    state = torch.load(tiny_run / "best.pth", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    model, _ = checkpoint.load_model(tiny_run)
+    assert model(torch.rand(2, 1, 28, 140)).shape == (2, 5, 10)
+    rows = (tiny_run / "history.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,train_loss,train_digit_acc,train_seq_acc,val_loss")
+    assert len(rows) == 1 + cfg["train"]["epochs"]
+
+
+def test_tiny_run_learned_something(tiny_run):
+    hist = json.loads((tiny_run / "history.json").read_text())
+    assert hist[-1]["val_digit_acc"] > 0.3  # chance is 0.1
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+
+
+def test_killed_run_resumes_to_the_same_length(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "digitseq", "-q", "train", "--preset", "tiny", "--epochs", "4",
+           "--steps-per-epoch", "20", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill it as soon as the first epoch is checkpointed
+        hist = out / "history.json"
+        if hist.is_file() and len(json.loads(hist.read_text() or "[]")) >= 1:
+            break
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(json.loads((out / "history.json").read_text()))
+    assert 1 <= done < 4, "the run should have been killed midway"
+    assert cli.main(["-q", "train", "--resume", "--out", str(out)]) == 0
+    hist = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in hist] == [1, 2, 3, 4]
+    model, _ = checkpoint.load_model(out)
+    assert model(torch.rand(1, 1, 28, 140)).shape == (1, 5, 10)
+
+
+def test_ddp_on_two_cpu_processes(tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun, "torchrun ships with torch"
+    out = tmp_path / "ddp"
+    cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "digitseq", "-q", "train",
+           "--preset", "tiny", "--epochs", "2", "--steps-per-epoch", "8", "--out", str(out)]  # fmt: skip
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["world_size"] == 2
+    assert len(json.loads((out / "history.json").read_text())) == 2
+    checkpoint.load_model(out)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--arch", "nope"], "unknown architecture"),
+        (["train", "--preset", "huge"], "unknown preset"),
+        (["train", "--resume"], "--resume needs --out"),
+    ],
+)
+def test_bad_train_options_are_one_line_errors(argv, message, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_resume_without_checkpoint_and_existing_run(tmp_path, tiny_run, capsys):
+    assert cli.main(["train", "--resume", "--out", str(tmp_path / "none")]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert cli.main(["-q", "train", "--preset", "tiny", "--out", str(tiny_run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_train_on_a_stored_dataset(tmp_path, small_dataset):
+    out = tmp_path / "stored"
+    argv = ["-q", "train", "--preset", "tiny", "--data", str(small_dataset), "--epochs", "1",
+            "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train"]["data"] == str(small_dataset)
