@@ -1,0 +1,454 @@
+"""Evaluation on a stored split: sequential predictions, metrics overall and per layout, and
+``digitseq evaluate``, which writes ``metrics.json``, PNG plots and ``report.md`` per model.
+
+Metrics are plain dicts of numbers and lists (JSON as is); the per-sample arrays stay in the
+``Evaluation`` object for the plots.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from digitseq import checkpoint, config, storage
+from digitseq.compose import LAYOUT_IDS
+from digitseq.config import IMG_H, IMG_W, N_DIGITS, DigitseqError
+
+ECE_BINS = 15
+COVERAGES = tuple(round(1.0 - 0.01 * i, 2) for i in range(51))  # 1.00, 0.99, ..., 0.50
+REPORTED_COVERAGES = (0.99, 0.95, 0.90)
+N_WORST = 24
+
+
+@dataclass
+class Evaluation:
+    """One model evaluated on one split: what the report, the plots and the notebook need."""
+
+    name: str
+    info: dict  # arch, hparams, parameters, weights
+    dataset: Path
+    split: storage.Split
+    probs: np.ndarray  # (N, 5, 10) float32 softmax
+    labels: np.ndarray  # (N, 5) uint8
+    layouts: np.ndarray  # (N,) uint8
+    metrics: dict
+    seconds: float
+    model: object = None  # the torch model, for the architecture diagram
+
+    @property
+    def confidence(self) -> np.ndarray:  # (N,)
+        return sequence_confidence(self.probs)
+
+    @property
+    def correct(self) -> np.ndarray:  # (N,) bool
+        return (self.probs.argmax(-1) == self.labels).all(1)
+
+
+# --- predictions --------------------------------------------------------------------------------
+
+
+def predict_split(
+    model,
+    split: storage.Split,
+    batch_size: int = 512,
+    limit: int | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+):
+    """Softmax probabilities (N, 5, 10) float32 of the first ``limit`` sequences, in order,
+    with their labels (N, 5) and layouts (N,)."""
+    import torch
+    from tqdm import tqdm
+
+    n = len(split) if limit is None else min(limit, len(split))
+    probs = np.empty((n, N_DIGITS, 10), np.float32)
+    model = model.eval().to(device)
+    with torch.no_grad(), tqdm(total=n, unit="seq", desc="evaluate", disable=not progress) as bar:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            x = torch.from_numpy(np.asarray(split.images[start:stop], np.float32) / 255.0)
+            logits = model(x.unsqueeze(1).to(device))  # (B, 1, 28, 140) -> (B, 5, 10)
+            if tuple(logits.shape) != (stop - start, N_DIGITS, 10):
+                raise DigitseqError(
+                    f"the model returned shape {tuple(logits.shape)}, not (N, 5, 10)"
+                )
+            probs[start:stop] = torch.softmax(logits.float(), -1).cpu().numpy()
+            bar.update(stop - start)
+    return probs, np.asarray(split.labels[:n]), np.asarray(split.layouts[:n])
+
+
+def sequence_confidence(probs: np.ndarray) -> np.ndarray:
+    """Product of the five per-digit top probabilities, (N,) float64."""
+    return probs.astype(np.float64).max(-1).prod(-1)
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def compute_metrics(
+    probs: np.ndarray, labels: np.ndarray, layouts: np.ndarray | None = None
+) -> dict:
+    """{"n", "overall": group metrics, "layouts": {"seed": ..., "natural": ...}} (layouts that
+    occur only); indices in the worst-error lists are row numbers in the given arrays."""
+    probs, labels = np.asarray(probs), np.asarray(labels).astype(np.int64)
+    if probs.ndim != 3 or probs.shape[1:] != (N_DIGITS, 10) or len(probs) != len(labels):
+        raise ValueError(f"probs must be (N, 5, 10) matching labels (N, 5); got {probs.shape}")
+    if len(labels) == 0:
+        raise ValueError("nothing to evaluate: no sequences")
+    index = np.arange(len(labels))
+    out = {"n": len(labels), "overall": group_metrics(probs, labels, index), "layouts": {}}
+    if layouts is not None:
+        layouts = np.asarray(layouts)
+        for name, lid in LAYOUT_IDS.items():
+            mask = layouts == lid
+            if mask.any():
+                out["layouts"][name] = group_metrics(probs[mask], labels[mask], index[mask])
+    return out
+
+
+def group_metrics(probs: np.ndarray, labels: np.ndarray, index: np.ndarray) -> dict:
+    pred = probs.argmax(-1)  # (N, 5)
+    hit = pred == labels  # (N, 5)
+    seq_hit = hit.all(1)  # (N,)
+    conf = sequence_confidence(probs)
+    n = len(labels)
+    per_pos = [confusion(labels[:, p], pred[:, p]) for p in range(N_DIGITS)]
+    cm = np.sum(per_pos, axis=0)
+    class_count = cm.sum(1)
+    ece, bins = calibration(conf, seq_hit)
+    coverage = coverage_curve(conf, seq_hit)
+    return {
+        "n": n,
+        "seq_acc": float(seq_hit.mean()),
+        "digit_acc": float(hit.mean()),
+        "cer": float((~hit).sum() / hit.size),  # fixed length: substitutions / characters
+        "position_acc": hit.mean(0).tolist(),
+        "class_acc": [float(cm[d, d] / c) if c else None for d, c in enumerate(class_count)],
+        "class_count": class_count.tolist(),
+        "confusion": cm.tolist(),  # rows: true digit, columns: predicted digit
+        "confusion_per_position": [c.tolist() for c in per_pos],
+        "mean_confidence": float(conf.mean()),
+        "ece": ece,
+        "reliability": bins,
+        "coverage": coverage,
+        "accuracy_at_coverage": {
+            str(c): coverage["accuracy"][COVERAGES.index(c)] for c in REPORTED_COVERAGES
+        },
+        "worst_errors": worst_errors(pred, labels, conf, seq_hit, index),
+    }
+
+
+def confusion(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """10x10 counts, rows = true class, columns = predicted class."""
+    return np.bincount(true * 10 + pred, minlength=100).reshape(10, 10)
+
+
+def calibration(conf: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS):
+    """Expected calibration error over equal-width bins (lo, hi], and the bins themselves."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    ece, bins = 0.0, []
+    for b in range(n_bins):
+        mask = which == b
+        k = int(mask.sum())
+        row = {
+            "lo": float(edges[b]),
+            "hi": float(edges[b + 1]),
+            "count": k,
+            "confidence": None,
+            "accuracy": None,
+        }
+        if k:
+            row["confidence"] = float(conf[mask].mean())
+            row["accuracy"] = float(correct[mask].mean())
+            ece += k / len(conf) * abs(row["accuracy"] - row["confidence"])
+        bins.append(row)
+    return float(ece), bins
+
+
+def coverage_curve(conf: np.ndarray, correct: np.ndarray) -> dict:
+    """Accuracy of the most confident fraction of predictions (the rest rejected), per coverage,
+    with the confidence threshold that keeps that fraction."""
+    order = np.argsort(-conf, kind="stable")
+    cum = np.cumsum(correct[order])
+    n = len(conf)
+    acc, thr = [], []
+    for c in COVERAGES:
+        k = max(1, math.ceil(c * n - 1e-9))
+        acc.append(float(cum[k - 1] / k))
+        thr.append(float(conf[order[k - 1]]))
+    return {"coverage": list(COVERAGES), "accuracy": acc, "threshold": thr}
+
+
+def worst_errors(pred, labels, conf, seq_hit, index, k: int = N_WORST) -> list[dict]:
+    """The most confident wrong readings first."""
+    wrong = np.flatnonzero(~seq_hit)
+    wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:k]
+    return [
+        {
+            "index": int(index[i]),
+            "true": "".join(map(str, labels[i])),
+            "pred": "".join(map(str, pred[i])),
+            "confidence": float(conf[i]),
+            "wrong_positions": np.flatnonzero(pred[i] != labels[i]).tolist(),
+        }
+        for i in wrong
+    ]
+
+
+# --- running a model on a dataset ----------------------------------------------------------------
+
+
+def open_split(data: Path | None, split: str = "test") -> storage.Split:
+    """The split to evaluate on, with clear errors for a missing or incompatible dataset."""
+    folder = Path(data) if data else config.default_dataset_dir()
+    if not folder.exists():
+        raise DigitseqError(
+            f"no dataset at {folder}: create it with `digitseq generate {folder}` (or `make demo`)"
+        )
+    if not folder.is_dir():
+        raise DigitseqError(f"{folder} is not a dataset folder")
+    manifest = storage.read_manifest(folder)
+    shape = manifest.get("image_shape")
+    if manifest.get("version") != storage.FORMAT_VERSION or shape != [IMG_H, IMG_W]:
+        raise DigitseqError(
+            f"{folder} is an incompatible dataset (format version {manifest.get('version')}, "
+            f"images {shape}); this digitseq reads version {storage.FORMAT_VERSION} with "
+            f"{IMG_H}x{IMG_W} images: regenerate it with `digitseq generate`"
+        )
+    counts = manifest.get("counts", {})
+    if not counts.get(split):
+        have = ", ".join(s for s in counts if counts[s]) or "none"
+        raise DigitseqError(f"{folder} has no {split!r} split (it has: {have})")
+    return storage.load_split(folder, split)
+
+
+def model_info(model, cfg: dict) -> dict:
+    from digitseq.models import count_parameters
+
+    return {
+        "arch": cfg["model"]["arch"],
+        "hparams": cfg["model"].get("hparams", {}),
+        "parameters": count_parameters(model),
+        "weights": cfg.get("weights_path"),
+    }
+
+
+def model_name(cfg: dict) -> str:
+    weights = Path(cfg["weights_path"])
+    if weights.name in ("best.pth", "weights.pth"):
+        return weights.parent.name
+    return f"{weights.parent.name}-{weights.stem}"
+
+
+def evaluate(
+    model,
+    cfg: dict,
+    split: storage.Split,
+    limit: int | None = None,
+    batch_size: int = 512,
+    progress: bool = False,
+) -> Evaluation:
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    t0 = time.perf_counter()
+    probs, labels, layouts = predict_split(model, split, batch_size, limit, device, progress)
+    seconds = time.perf_counter() - t0
+    model.cpu()
+    return Evaluation(
+        name=model_name(cfg),
+        info=model_info(model, cfg),
+        dataset=split.folder.parent,
+        split=split,
+        probs=probs,
+        labels=labels,
+        layouts=layouts,
+        metrics=compute_metrics(probs, labels, layouts),
+        seconds=seconds,
+        model=model,
+    )
+
+
+def evaluate_run(
+    path: str | Path | None = None,
+    data: Path | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    batch_size: int = 512,
+) -> Evaluation:
+    """Load a run folder / weights file (None = the bundled model) and evaluate it."""
+    model, cfg = checkpoint.load_model(path)
+    return evaluate(model, cfg, open_split(data, split), limit, batch_size)
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+def default_out(cfg: dict, split: str, kind: str = "eval") -> Path:
+    """RUN/eval (RUN/eval-val for another split); the bundled model's under $DIGITSEQ_HOME, so
+    nothing is ever written into the repository."""
+    folder = Path(cfg["weights_path"]).parent
+    sub = kind if split == "test" else f"{kind}-{split}"
+    if folder.resolve().is_relative_to(config.bundled_models_dir().resolve()):
+        return config.home() / sub / folder.name
+    return folder / sub
+
+
+def make_dir(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DigitseqError(f"cannot create {folder}: {e.strerror}") from None
+    return folder
+
+
+def figures(ev: Evaluation) -> dict[str, object]:
+    """file name -> matplotlib Figure for every evaluation plot."""
+    from digitseq import plots
+
+    m = ev.metrics
+    return {
+        "confusion.png": plots.confusion_matrix(m["overall"]["confusion"], "All positions"),
+        "confusion_positions.png": plots.position_confusions(
+            m["overall"]["confusion_per_position"]
+        ),
+        "position_accuracy.png": plots.position_accuracy(m),
+        "reliability.png": plots.reliability_diagram(m),
+        "coverage.png": plots.coverage_curve(m),
+        "confidence.png": plots.confidence_histogram(ev.confidence, ev.correct),
+        "worst_errors.png": plots.error_gallery(ev.split.images, m["overall"]["worst_errors"]),
+    }
+
+
+def save_figures(figs: dict, folder: Path) -> list[str]:
+    from digitseq import plots
+
+    for name, fig in figs.items():
+        plots.save(fig, folder / name)
+    return list(figs)
+
+
+def metrics_document(ev: Evaluation) -> dict:
+    return {
+        "name": ev.name,
+        "model": ev.info,
+        "data": {"dataset": str(ev.dataset), "split": ev.split.name, "n": ev.metrics["n"]},
+        "seconds": round(ev.seconds, 3),
+        **ev.metrics,
+    }
+
+
+def write_evaluation(ev: Evaluation, folder: Path) -> Path:
+    """metrics.json, the PNG plots and report.md into ``folder``."""
+    make_dir(folder)
+    checkpoint.write_json(folder / "metrics.json", metrics_document(ev))
+    pngs = save_figures(figures(ev), folder)
+    lines = [f"# Evaluation of {ev.name}", "", describe(ev), "", summary_markdown(ev.metrics), ""]
+    lines += [f"![{p[:-4].replace('_', ' ')}]({p})\n" for p in pngs]
+    checkpoint.atomic_write_text(folder / "report.md", "\n".join(lines))
+    return folder
+
+
+def describe(ev: Evaluation) -> str:
+    i = ev.info
+    return (
+        f"Model `{ev.name}` ({i['arch']}, {i['parameters']:,} parameters) on "
+        f"`{ev.dataset}` split `{ev.split.name}`: {ev.metrics['n']:,} sequences, "
+        f"{ev.seconds:.1f} s."
+    )
+
+
+def groups(metrics: dict) -> list[tuple[str, dict]]:
+    return [("all", metrics["overall"]), *metrics["layouts"].items()]
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def summary_markdown(metrics: dict) -> str:
+    """Markdown table: one row per layout (and all)."""
+    rows = [
+        "| layout | n | seq acc | digit acc | CER | ECE | acc @ 95% coverage |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, g in groups(metrics):
+        rows.append(
+            f"| {name} | {g['n']:,} | {pct(g['seq_acc'])} | {pct(g['digit_acc'])} | "
+            f"{pct(g['cer'])} | {g['ece']:.4f} | {pct(g['accuracy_at_coverage']['0.95'])} |"
+        )
+    return "\n".join(rows)
+
+
+def summary_text(ev: Evaluation) -> str:
+    """The compact table printed by ``digitseq evaluate``."""
+    lines = [
+        f"{ev.name} ({ev.info['arch']}) on {ev.split.name}: {ev.metrics['n']:,} sequences",
+        f"{'layout':<8}{'n':>8}{'seq acc':>10}{'digit acc':>11}{'CER':>8}{'ECE':>8}{'acc@95%':>10}",
+    ]
+    for name, g in groups(ev.metrics):
+        lines.append(
+            f"{name:<8}{g['n']:>8,}{pct(g['seq_acc']):>10}{pct(g['digit_acc']):>11}"
+            f"{pct(g['cer']):>8}{g['ece']:>8.4f}{pct(g['accuracy_at_coverage']['0.95']):>10}"
+        )
+    return "\n".join(lines)
+
+
+def compare_markdown(evs: list[Evaluation]) -> str:
+    """Side-by-side table of several models on the same split."""
+    names = [n for n in LAYOUT_IDS if any(n in e.metrics["layouts"] for e in evs)]
+    head = ["model", "arch", "params"] + [f"seq acc {n}" for n in names]
+    head += ["seq acc all", "digit acc all", "ECE all", "acc @ 95% cov"]
+    rows = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for e in evs:
+        m = e.metrics
+        cells = [e.name, e.info["arch"], f"{e.info['parameters']:,}"]
+        cells += [pct(m["layouts"][n]["seq_acc"]) if n in m["layouts"] else "-" for n in names]
+        o = m["overall"]
+        cells += [
+            pct(o["seq_acc"]),
+            pct(o["digit_acc"]),
+            f"{o['ece']:.4f}",
+            pct(o["accuracy_at_coverage"]["0.95"]),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def cli_main(args) -> int:
+    """``digitseq evaluate [RUN_OR_WEIGHTS ...]``."""
+    split = open_split(args.data, args.split)
+    loaded = [checkpoint.load_model(p) for p in (args.models or [None])]  # fail before work
+    several = len(loaded) > 1
+    evs, outs = [], []
+    for i, (model, cfg) in enumerate(loaded):
+        ev = evaluate(model, cfg, split, args.limit, args.batch_size, not args.quiet)
+        out = default_out(cfg, args.split) if args.out is None else args.out
+        if several and args.out is not None:
+            out = args.out / (ev.name if ev.name not in [e.name for e in evs] else f"{ev.name}-{i}")
+        write_evaluation(ev, out)
+        evs.append(ev)
+        outs.append(out)
+        print(summary_text(ev))
+        print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and plots\n")
+    if args.compare or several:
+        table = compare_markdown(evs)
+        folder = make_dir(args.out if args.out is not None else outs[0])
+        checkpoint.atomic_write_text(
+            folder / "compare.md",
+            f"# Comparison on {args.split}\n\nDataset `{evs[0].dataset}`.\n\n{table}\n",
+        )
+        print(table)
+        print(f"wrote {folder / 'compare.md'}")
+    return 0
+
+
+def read_metrics(folder: Path) -> dict:
+    """A metrics.json written by ``write_evaluation``."""
+    return json.loads((Path(folder) / "metrics.json").read_text())
