@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Screenshot of the web app for the README: start `streamlit run` on 127.0.0.1, read one of the
+example images in headless Chromium, and save the page as a PNG.
+
+    .venv/bin/python scripts/app_screenshot.py [--model RUN] [-o docs/images/app.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "src" / "digitseq" / "webapp.py"
+EXAMPLE = REPO / "examples" / "seed-samples" / "41.png"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(env: dict, cwd: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+           "--server.address", "127.0.0.1", "--server.port", str(port),
+           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                if r.read() == b"ok":
+                    return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    sys.exit("streamlit did not start")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="default: the bundled model")
+    parser.add_argument("-o", "--output", type=Path, default=REPO / "docs" / "images" / "app.png")
+    args = parser.parse_args()
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        sys.exit("chromium is not installed (apt-get install chromium)")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if args.model:
+        env["DIGITSEQ_MODEL"] = str(args.model.resolve())
+    with tempfile.TemporaryDirectory() as cwd:
+        proc, url = start_app(env, Path(cwd))
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1400, "height": 1300})
+                page.set_default_timeout(60_000)
+                page.goto(url)
+                page.locator('input[type="file"]').set_input_files(str(EXAMPLE))
+                expect(page.locator(".digitseq-number").first).to_be_visible()
+                page.wait_for_timeout(1500)  # let the charts render
+                args.output.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(args.output), full_page=True)
+                browser.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
