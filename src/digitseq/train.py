@@ -75,7 +75,7 @@ PRESETS = {
     "demo": TrainConfig(epochs=10, steps_per_epoch=480, batch_size=128, lr=3e-3),
     # the bundled model: wider, trained long on a GPU
     "bundle": TrainConfig(hparams={"channels": [32, 64, 128], "hidden": 384, "reduce": 48},
-                          epochs=40, steps_per_epoch=600, batch_size=512, lr=3e-3,
+                          epochs=20, steps_per_epoch=600, batch_size=512, lr=3e-3,
                           val_size=10_000, workers=8),
 }  # fmt: skip
 PRESETS["default"] = PRESETS["demo"]
@@ -277,11 +277,14 @@ def fit_temperature(model, images: torch.Tensor, labels: torch.Tensor, dev) -> d
 
 def calibrate_run(out: Path, vimg, vlab, dev=torch.device("cpu")) -> dict:
     """Fit the temperature of a run's best weights on val and record it in config.json."""
-    cfg_path = Path(out) / "config.json"
+    return calibrate_run_weights(Path(out) / "best.pth", Path(out) / "config.json", vimg, vlab, dev)
+
+
+def calibrate_run_weights(weights: Path, cfg_path: Path, vimg, vlab, dev=torch.device("cpu")):
     cfg = json.loads(cfg_path.read_text())
     cfg.pop("calibration", None)
     model = models.build_model(cfg["model"]["arch"], **cfg["model"]["hparams"])
-    state = checkpoint.load_state_dict(Path(out) / "best.pth")
+    state = checkpoint.load_state_dict(weights)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     cfg["calibration"] = fit_temperature(model.to(dev), vimg, vlab, dev)
     checkpoint.write_json(cfg_path, cfg)
