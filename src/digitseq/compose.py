@@ -80,6 +80,18 @@ def compose_seed(digit_images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(digit_images.transpose(0, 2, 1, 3)).reshape(n, IMG_H, IMG_W)
 
 
+def stitch_seed(pool: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``compose_seed(pool[idx])`` in one gather: (N, 28, 28) pool, (n, 5) idx -> (n, 28, 140).
+
+    Each output row r of digit k is row r of pool image idx[n, k]; viewing a 28-pixel row as
+    one opaque 28-byte item makes that a single ``np.take`` (~2x faster than gather + transpose).
+    """
+    n = idx.shape[0]
+    rows = np.ascontiguousarray(pool, dtype=np.uint8).reshape(-1, DIGIT_SIZE).view(f"V{DIGIT_SIZE}")
+    which = idx[:, None, :] * DIGIT_SIZE + np.arange(DIGIT_SIZE)[None, :, None]  # (n, 28, 5)
+    return np.take(rows[:, 0], which).view(np.uint8).reshape(n, IMG_H, IMG_W)
+
+
 def natural_draws(n: int, rng: np.random.Generator, p: NaturalParams) -> dict[str, np.ndarray]:
     """All random numbers the natural layout needs for n images, drawn in a fixed order."""
     shape = (n, N_DIGITS)
@@ -120,10 +132,22 @@ def compose_natural(
 
 
 BLOCK = 512  # numbers per block
-PAD = 4  # canvas padding: vertical jitter <= 3 px and centres clipped to [12, 128]
 
 
 def render_natural(digit_images: np.ndarray, d: dict[str, np.ndarray], p: NaturalParams):
+    """(n, 5, 28, 28) uint8 + the draws (from ``natural_draws``) -> (n, 28, 140) uint8."""
+    patches, x0, y0 = natural_patches(digit_images, d, p)
+    return paste(patches, x0, y0)
+
+
+def natural_patches(
+    digit_images: np.ndarray, d: dict[str, np.ndarray], p: NaturalParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Warp each digit and choose where it goes, keeping all its ink inside the canvas.
+
+    Returns (patches (n, 5, 28, 28) uint8, x0 (n, 5), y0 (n, 5)): the canvas column and row of
+    each patch's top-left corner (the patch is mostly blank margin, so x0/y0 may be negative).
+    """
     import torch
     import torch.nn.functional as F
 
@@ -161,19 +185,42 @@ def render_natural(digit_images: np.ndarray, d: dict[str, np.ndarray], p: Natura
     grid = (theta_t @ base_grid()).reshape(m, 2, DIGIT_SIZE, DIGIT_SIZE).permute(0, 2, 3, 1)
     xt = torch.from_numpy(x).reshape(m, 1, DIGIT_SIZE, DIGIT_SIZE).float()
     xt = F.grid_sample(xt, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    patches = xt.round_().to(torch.uint8).reshape(n, N_DIGITS, DIGIT_SIZE * DIGIT_SIZE)
+    patches = xt.round_().to(torch.uint8).reshape(n, N_DIGITS, DIGIT_SIZE, DIGIT_SIZE)
 
-    # Paste each position with max (overlapping strokes merge) into a canvas padded by PAD;
-    # digit_centres keeps every patch inside the padding.
-    ph, pw = IMG_H + 2 * PAD, IMG_W + 2 * PAD
-    canvas = torch.zeros(n, ph * pw, dtype=torch.uint8)
-    offs = (torch.arange(DIGIT_SIZE)[:, None] * pw + torch.arange(DIGIT_SIZE)).reshape(-1)
-    base = torch.from_numpy(((top + PAD) * pw + left + PAD).astype(np.int64))  # (n, 5)
-    for i in range(N_DIGITS):  # one scatter per position, not per sample
-        idx = base[:, i : i + 1] + offs[None, :]
-        canvas.scatter_reduce_(1, idx, patches[:, i], reduce="amax")
-    canvas = canvas.reshape(n, ph, pw)[:, PAD : PAD + IMG_H, PAD : PAD + IMG_W]
-    return canvas.numpy()
+    # Jitter and uneven spacing may push a tall or edge digit past the canvas: shift it back
+    # just enough that its ink (rows/cols with any pixel > 0) stays inside. A warped digit is at
+    # most ~27 px tall (scale <= 1.1 of MNIST's 20-px box, rotated), so it always fits.
+    rows = (patches.amax(dim=3) > 0).numpy()  # (n, 5, 28)
+    cols = (patches.amax(dim=2) > 0).numpy()
+    last = DIGIT_SIZE - 1
+    y0 = np.clip(top, -rows.argmax(2), last - (last - rows[..., ::-1].argmax(2)))
+    x0 = np.clip(left, -cols.argmax(2), IMG_W - 1 - (last - cols[..., ::-1].argmax(2)))
+    return patches.numpy(), x0.astype(np.int64), y0.astype(np.int64)
+
+
+def paste(patches: np.ndarray, x0: np.ndarray, y0: np.ndarray) -> np.ndarray:
+    """Paste (n, 5, 28, 28) patches at columns x0, rows y0 (n, 5) -> (n, 28, 140) uint8.
+
+    Overlapping strokes merge with max. The canvas is padded to take the blank margins of
+    patches that hang over the edge (natural_patches keeps all ink inside the canvas).
+    """
+    n = patches.shape[0]
+    pad = int(max(0, -x0.min(), x0.max() + DIGIT_SIZE - IMG_W, -y0.min(), y0.max()))
+    ph, pw = IMG_H + 2 * pad, IMG_W + 2 * pad
+    canvas = np.zeros((n, ph, pw), np.uint8)
+    # Every 28x28 window of every canvas as a view: window (j, y, x) is canvas[j, y:y+28, x:x+28].
+    s0, s1, s2 = canvas.strides
+    windows = np.lib.stride_tricks.as_strided(
+        canvas,
+        (n, ph - DIGIT_SIZE + 1, pw - DIGIT_SIZE + 1, DIGIT_SIZE, DIGIT_SIZE),
+        (s0, s1, s2, s1, s2),
+        writeable=True,
+    )
+    rows = np.arange(n)
+    for i in range(N_DIGITS):  # one gather/max/scatter per position, not per sample
+        at = (rows, y0[:, i] + pad, x0[:, i] + pad)
+        windows[at] = np.maximum(windows[at], patches[:, i])
+    return canvas[:, pad : pad + IMG_H, pad : pad + IMG_W]
 
 
 @functools.cache
@@ -201,7 +248,7 @@ def compose(
     params: NaturalParams | None = None,
 ) -> np.ndarray:
     """Compose numbers from pool digits ``idx`` (n, 5), each in its layout (``LAYOUT_IDS``)."""
-    out = compose_seed(pool[idx])
+    out = stitch_seed(pool, idx)
     nat = np.flatnonzero(layouts == LAYOUT_IDS["natural"])
     if nat.size:
         out[nat] = compose_natural(pool[idx[nat]], rng, params)

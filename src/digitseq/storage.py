@@ -17,8 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,52 +74,72 @@ def split_rng(seed: int, split: str) -> np.random.Generator:
 def write_split(
     folder: Path, split: str, n: int, cfg: GenerateConfig, data: mnist.Mnist, progress: bool
 ) -> None:
-    """Generate one split in chunks straight into memory-mapped .npy files."""
+    """Generate one split in chunks, each appended to preallocated .npy files.
+
+    Plain sequential writes rather than a writable memmap: dirty mapped pages would count
+    in the process's resident memory (~4 GB for 1,000,000 images); this way only one chunk
+    (~32 MB) is held at a time.
+    """
     from tqdm import tqdm
 
     folder.mkdir(parents=True)
-    out = {
-        name: np.lib.format.open_memmap(folder / f"{name}.npy", "w+", dtype, (n, *shape))
-        for name, (dtype, shape) in ARRAYS.items()
-    }
+    files = {name: open_npy(folder / f"{name}.npy", dtype, (n, *shape)) for name, (dtype, shape)
+             in ARRAYS.items()}  # fmt: skip
+    png = PngWriter(folder / "png") if cfg.png else None
     images, labels, offset = mnist.split_pool(data, split)
     index = compose.class_index(labels)
     rng = split_rng(cfg.seed, split)
-    with tqdm(total=n, desc=f"{split:>5}", unit="seq", disable=not progress) as bar:
-        for start in range(0, n, CHUNK):
-            k = min(CHUNK, n - start)
-            img, digits, idx, lay = compose.generate(
-                images, labels, k, rng, cfg.layout, cfg.leading_zero, cfg.natural, index
-            )
-            sl = slice(start, start + k)
-            out["images"][sl] = img
-            out["labels"][sl] = digits
-            out["sources"][sl] = idx + offset
-            out["layouts"][sl] = lay
-            bar.update(k)
-    for arr in out.values():
-        arr.flush()
-    del out
-    if cfg.png:
-        write_pngs(folder)
+    try:
+        with tqdm(total=n, desc=f"{split:>5}", unit="seq", disable=not progress) as bar:
+            for start in range(0, n, CHUNK):
+                k = min(CHUNK, n - start)
+                img, digits, idx, lay = compose.generate(
+                    images, labels, k, rng, cfg.layout, cfg.leading_zero, cfg.natural, index
+                )
+                chunk = {"images": img, "labels": digits, "sources": idx + offset, "layouts": lay}
+                for name, f in files.items():
+                    f.write(np.ascontiguousarray(chunk[name], dtype=ARRAYS[name][0]).data)
+                if png:
+                    png.write(start, img, digits, lay)
+                bar.update(k)
+    finally:
+        for f in files.values():
+            f.close()
+        if png:
+            png.close()
 
 
-def write_pngs(folder: Path) -> None:
+def open_npy(path: Path, dtype, shape: tuple[int, ...]):
+    """Create a .npy file of the final size and return it opened at its first data byte."""
+    arr = np.lib.format.open_memmap(path, "w+", dtype, shape)  # writes the header, no data
+    offset = arr.offset
+    del arr
+    f = open(path, "r+b")
+    f.seek(offset)
+    return f
+
+
+class PngWriter:
     """NNNNNN.png per sample plus labels.csv (file,label,layout), for people and other tools."""
-    from PIL import Image
 
-    images = np.load(folder / "images.npy", mmap_mode="r")
-    labels = np.load(folder / "labels.npy")
-    layouts = np.load(folder / "layouts.npy")
-    png = folder / "png"
-    png.mkdir()
-    names = {v: k for k, v in compose.LAYOUT_IDS.items()}
-    rows = ["file,label,layout"]
-    for i in range(len(images)):
-        name = f"{i:06d}.png"
-        Image.fromarray(np.asarray(images[i])).save(png / name, optimize=False)
-        rows.append(f"{name},{''.join(map(str, labels[i]))},{names[int(layouts[i])]}")
-    (png / "labels.csv").write_text("\n".join(rows) + "\n")
+    def __init__(self, folder: Path):
+        folder.mkdir()
+        self.folder = folder
+        self.csv = open(folder / "labels.csv", "w", newline="\n")
+        self.csv.write("file,label,layout\n")
+        self.names = {v: k for k, v in compose.LAYOUT_IDS.items()}
+
+    def write(self, start: int, images: np.ndarray, digits: np.ndarray, layouts: np.ndarray):
+        from PIL import Image
+
+        for i in range(len(images)):
+            name = f"{start + i:06d}.png"
+            Image.fromarray(images[i]).save(self.folder / name, optimize=False)
+            label = "".join(map(str, digits[i]))
+            self.csv.write(f"{name},{label},{self.names[int(layouts[i])]}\n")
+
+    def close(self) -> None:
+        self.csv.close()
 
 
 def generate_dataset(
@@ -136,10 +156,18 @@ def generate_dataset(
         raise DigitseqError(f"{out_dir} already exists (use --overwrite to replace it)")
     if out_dir.exists() and not out_dir.is_dir():
         raise DigitseqError(f"{out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "manifest.json").is_file():
+        # --overwrite replaces a dataset, never a folder of someone's other files.
+        raise DigitseqError(
+            f"{out_dir} is not empty and is not a digitseq dataset; not replacing it"
+        )
     data = mnist.load(mnist_dir)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+        # A hidden sibling (same filesystem, so the final rename is atomic); mkdir, unlike
+        # mkdtemp, honours the umask, so the dataset gets the usual permissions.
+        tmp = out_dir.parent / f".{out_dir.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp.mkdir()
     except OSError as e:
         raise DigitseqError(f"cannot write to {out_dir.parent}: {e.strerror}") from None
     try:
@@ -170,6 +198,9 @@ def generate_dataset(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out_dir)
+    except OSError as e:  # disk full, permissions, ... : one line, nothing half-written left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DigitseqError(f"cannot write the dataset {out_dir}: {e}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -180,8 +211,10 @@ def check_config(cfg: GenerateConfig) -> None:
     if cfg.layout not in ("seed", "natural", "mixed"):
         raise DigitseqError(f"unknown layout {cfg.layout!r} (choose seed, natural or mixed)")
     for split, n in cfg.counts.items():
-        if n < 0:
-            raise DigitseqError(f"--{split} must be >= 0, got {n}")
+        if split not in SPLITS:
+            raise DigitseqError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+        if not isinstance(n, int | np.integer) or n < 0:
+            raise DigitseqError(f"--{split} must be a whole number >= 0, got {n!r}")
     if not any(cfg.counts.values()):
         raise DigitseqError("nothing to generate: every split count is 0")
 
@@ -221,7 +254,7 @@ def verify(dataset: Path) -> None:
     """Recompute the SHA-256 of every file listed in the manifest."""
     dataset = Path(dataset)
     manifest = read_manifest(dataset)
-    for rel, digest in manifest["files"].items():
+    for rel, digest in manifest.get("files", {}).items():
         path = dataset / rel
         if not path.is_file():
             raise DigitseqError(f"{path} is missing")
@@ -233,7 +266,7 @@ def load_split(dataset: Path, split: str, verify_checksums: bool = False) -> Spl
     """Memory-map one split, checking shapes and dtypes against the manifest."""
     dataset = Path(dataset)
     manifest = read_manifest(dataset)
-    n = manifest["counts"].get(split)
+    n = manifest.get("counts", {}).get(split)
     if not n:
         raise DigitseqError(f"{dataset} has no {split!r} split")
     if verify_checksums:
