@@ -28,8 +28,13 @@ demo: install
 test: install browser
 	$(PY) -m pytest -q
 
+# One benchmark at a time (they share the cores); each prints a JSON line last.
 bench: install
 	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_predict.py
+	$(PY) benchmarks/bench_realistic.py
+	$(PY) benchmarks/bench_serve.py --requests 1000
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
