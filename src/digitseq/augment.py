@@ -17,6 +17,7 @@ class AugmentConfig:
     shift_x: float = 3.0  # pixels
     shift_y: float = 2.0
     shear: float = 0.10
+    elastic: float = 0.0  # std (pixels) of a smooth random displacement field (0: off)
     p_thick: float = 0.15  # dilate strokes (marker, mouse drawing)
     p_thin: float = 0.10  # erode strokes (fine pen)
     p_blur: float = 0.15  # 3x3 blur (scans, JPEG)
@@ -53,6 +54,10 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
         1,
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    if cfg.elastic > 0:  # smooth field: random coarse 4x12 displacements, bicubic upsampled
+        coarse = torch.randn(b, 2, 4, 12, generator=gen, device=dev) * cfg.elastic
+        field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+        grid = grid + torch.stack([field[:, 0] * (2 / w), field[:, 1] * (2 / h)], -1)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     r = torch.rand(b, 1, 1, 1, generator=gen, device=dev)
