@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from digitseq import preprocess as pp
 from digitseq.config import DigitseqError
+from digitseq.ink import stroke_width
 
 SAMPLE = SEED_SAMPLES / "5.png"
 
@@ -138,7 +139,7 @@ def test_thin_pen_strokes_are_thickened_to_mnist_width():
     draw.ellipse([1230, 40, 1330, 260], outline=0, width=2)
     x = pp.preprocess(im)
     ink = x > 0.5
-    assert pp.stroke_width(ink) >= 1.5
+    assert stroke_width(ink) >= 1.5
     assert x.max() > 0.9
 
 

@@ -154,8 +154,8 @@ def test_preprocessing_steps_on_request(app, mnist_data):
 
 
 def test_unsure_positions_name_the_weak_digits():
+    from digitseq.appview import spoken_list, unsure_positions
     from digitseq.predict import Reading
-    from digitseq.webapp import spoken_list, unsure_positions
 
     sure = Reading(confidence=0.97, digit_confidences=[0.99, 0.99, 0.99, 1.0, 0.99])
     assert unsure_positions(sure) == []

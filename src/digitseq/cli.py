@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="side-by-side table of several runs")
     p.add_argument("--limit", type=positive_int, help="evaluate the first N sequences only")
     p.add_argument("--batch-size", type=positive_int, default=512)
-    p.set_defaults(handler="digitseq.evaluation:cli_main")
+    p.set_defaults(handler="digitseq.evalreport:cli_main")
 
     p = sub.add_parser("predict", help="read the number in image files")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")

@@ -8,7 +8,7 @@ import html
 import json
 from pathlib import Path
 
-from digitseq import checkpoint, evaluation, plots
+from digitseq import checkpoint, evalreport, evaluation, plots
 from digitseq.config import DigitseqError
 
 
@@ -32,7 +32,7 @@ def report_figures(ev: evaluation.Evaluation, history: list[dict]) -> dict:
     s = ev.split
     n = len(ev.labels)
     return {
-        **evaluation.figures(ev),
+        **evalreport.figures(ev),
         "training_curves.png": plots.training_curves(history),
         "samples.png": plots.dataset_samples(s.images[:n], s.labels[:n], s.layouts[:n]),
         "architecture.png": plots.architecture_diagram(
@@ -67,18 +67,18 @@ def make_report(
     history = read_history(run)
     model, cfg = checkpoint.load_model(run)
     ev = evaluation.evaluate(model, cfg, test, limit, batch_size, progress)
-    folder = evaluation.make_dir(
-        out if out is not None else evaluation.default_out(cfg, split, "report")
+    folder = evalreport.make_dir(
+        out if out is not None else evalreport.default_out(cfg, split, "report")
     )
-    checkpoint.write_json(folder / "metrics.json", evaluation.metrics_document(ev))
+    checkpoint.write_json(folder / "metrics.json", evalreport.metrics_document(ev))
     figs = report_figures(ev, history)
-    evaluation.save_figures(figs, folder)
+    evalreport.save_figures(figs, folder)
     md = [
         f"# Report of {ev.name}",
         "",
-        evaluation.describe(ev),
+        evalreport.describe(ev),
         "",
-        evaluation.summary_markdown(ev.metrics),
+        evalreport.summary_markdown(ev.metrics),
         "",
     ]
     md += [f"![{name[:-4].replace('_', ' ')}]({name})\n" for name in figs]
@@ -122,7 +122,7 @@ def data_uri(path: Path) -> str:
 
 
 def metric_tables(m: dict) -> str:
-    pct, gs = evaluation.pct, evaluation.groups(m)
+    pct, gs = evalreport.pct, evalreport.groups(m)
     cov = [str(c) for c in evaluation.REPORTED_COVERAGES]
     summary = table(
         ["layout", "n", "seq acc", "digit acc", "CER", "ECE", "mean confidence"]
@@ -203,6 +203,6 @@ def render_html(ev: evaluation.Evaluation, folder: Path, pngs: list[str], histor
 def cli_main(args) -> int:
     """``digitseq report RUN [--data D] [--out O]``."""
     ev, path = make_report(args.run, args.data, args.out, progress=not args.quiet)
-    print(evaluation.summary_text(ev))
+    print(evalreport.summary_text(ev))
     print(f"report written to {path}")
     return 0
