@@ -26,6 +26,7 @@ demo: install
 	scripts/demo
 
 test: install browser
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(PY) -m pytest -q
 
 # One benchmark at a time (they share the cores); each prints a JSON line last.
@@ -34,10 +35,12 @@ bench: install
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_predict.py
 	$(PY) benchmarks/bench_realistic.py
+	$(PY) benchmarks/bench_png_parity.py
 	$(PY) benchmarks/bench_serve.py --requests 1000
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
 clean-venv:
 	rm -rf $(VENV)

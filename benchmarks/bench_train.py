@@ -36,7 +36,9 @@ def measure(cfg: train.TrainConfig, steps: int, bf16: bool, channels_last: bool)
         batches.append((torch.from_numpy(img), torch.from_numpy(digits.astype(np.int64))))
 
     def step(img, y):
-        x = augment(img.unsqueeze(1).float().div(255).contiguous(memory_format=fmt), cfg.augment, gen)
+        x = augment(
+            img.unsqueeze(1).float().div(255).contiguous(memory_format=fmt), cfg.augment, gen
+        )
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(x)
         loss = F.cross_entropy(logits.float().reshape(-1, 10), y.reshape(-1))

@@ -73,7 +73,9 @@ def main() -> None:
         "hardware": args.hardware,
         "training_seconds": round(sum(r["seconds"] for r in history)),
         "epochs": len(history),
-        "sequences_seen": len(history) * cfg["train"]["steps_per_epoch"] * cfg["train"]["batch_size"],
+        "sequences_seen": len(history)
+        * cfg["train"]["steps_per_epoch"]
+        * cfg["train"]["batch_size"],
         "best_epoch": best["epoch"],
         "val_seq_acc": round(best["val_seq_acc"], 5),
         "val_digit_acc": round(best["val_digit_acc"], 5),
@@ -103,13 +105,13 @@ The `multihead` reader (one conv trunk over the whole 28x140 image, five 10-way 
 
 | | |
 |---|---|
-| architecture | `multihead` {json.dumps(hp)} ({cfg['parameters']:,} parameters) |
-| command | `{card['trained_with']}` |
-| data | fresh numbers generated on the fly from MNIST training digits 0-49,999, layouts mixed half `seed` / half `natural`, batch augmentation {json.dumps(tr['augment'])} |
-| model selection | best of {card['epochs']} epochs on `val` (10,000 numbers from MNIST digits 50,000-59,999): epoch {card['best_epoch']}, whole-number {pct(card['val_seq_acc'])}, per digit {pct(card['val_digit_acc'])} |
-| training | {card['sequences_seen']:,} numbers in {card['training_seconds']} s on {card['hardware']}, bf16 autocast, AdamW lr {tr['lr']} with warm-up + cosine, label smoothing {tr['label_smoothing']}, EMA {tr['ema_decay']} |
-| calibration | temperature {cfg['calibration']['temperature']} fitted on `val` (NLL {cfg['calibration']['val_nll_before']:.4f} -> {cfg['calibration']['val_nll_after']:.4f}) |
-| weights | `weights.pth`: {card['weights']}; `config.json` rebuilds the model with no flags |
+| architecture | `multihead` {json.dumps(hp)} ({cfg["parameters"]:,} parameters) |
+| command | `{card["trained_with"]}` |
+| data | fresh numbers generated on the fly from MNIST training digits 0-49,999, layouts mixed half `seed` / half `natural`, batch augmentation {json.dumps(tr["augment"])} |
+| model selection | best of {card["epochs"]} epochs on `val` (10,000 numbers from MNIST digits 50,000-59,999): epoch {card["best_epoch"]}, whole-number {pct(card["val_seq_acc"])}, per digit {pct(card["val_digit_acc"])} |
+| training | {card["sequences_seen"]:,} numbers in {card["training_seconds"]} s on {card["hardware"]}, bf16 autocast, AdamW lr {tr["lr"]} with warm-up + cosine, label smoothing {tr["label_smoothing"]}, EMA {tr["ema_decay"]} |
+| calibration | temperature {cfg["calibration"]["temperature"]} fitted on `val` (NLL {cfg["calibration"]["val_nll_before"]:.4f} -> {cfg["calibration"]["val_nll_after"]:.4f}) |
+| weights | `weights.pth`: {card["weights"]}; `config.json` rebuilds the model with no flags |
 
 ## Test figures (`digitseq evaluate`, MNIST test digits only, never seen in training or selection)
 

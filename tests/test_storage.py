@@ -287,3 +287,22 @@ def test_png_export_matches_the_arrays(tmp_path):
             png = np.asarray(Image.open(folder / f"{i:06d}.png"))
             assert png.dtype == np.uint8 and png.shape == (28, 140)
             np.testing.assert_array_equal(png, s.images[i])
+
+
+def test_split_dataset_serves_stored_numbers(small_dataset):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from digitseq import data
+
+    split = storage.load_split(small_dataset, "test")
+    ds = data.SplitDataset(split)
+    assert len(ds) == len(split)
+    img, y = ds[3]
+    assert img.shape == (1, 28, 140) and img.dtype == torch.float32
+    assert float(img.max()) <= 1.0 and torch.equal(
+        y, torch.from_numpy(split.labels[3].astype("int64"))
+    )
+    xb, yb = next(iter(DataLoader(ds, batch_size=16)))
+    assert xb.shape == (16, 1, 28, 140) and yb.shape == (16, 5)
+    assert np.array_equal((xb[0, 0] * 255).round().byte().numpy(), split.images[0])

@@ -25,7 +25,9 @@ def test_every_model_maps_images_to_5x10_logits_and_trains(arch):
     x = torch.rand(3, 1, 28, 140)
     logits = model(x)
     assert logits.shape == (3, 5, 10)
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 10), torch.zeros(15, dtype=torch.long))
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 10), torch.zeros(15, dtype=torch.long)
+    )
     loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
@@ -37,8 +39,14 @@ def test_unknown_architecture_lists_the_valid_ones():
 
 def test_tiny_run_folder_has_everything_and_reloads(tiny_run):
     names = {p.name for p in tiny_run.iterdir()}
-    assert {"weights.pth", "best.pth", "last.pth", "config.json", "history.json",
-            "history.csv"} <= names  # fmt: skip
+    assert {
+        "weights.pth",
+        "best.pth",
+        "last.pth",
+        "config.json",
+        "history.json",
+        "history.csv",
+    } <= names
     cfg = json.loads((tiny_run / "config.json").read_text())
     assert cfg["model"]["arch"] == "multihead"
     assert cfg["train"]["epochs"] == len(json.loads((tiny_run / "history.json").read_text()))
@@ -61,8 +69,21 @@ def test_tiny_run_learned_something(tiny_run):
 
 def test_killed_run_resumes_to_the_same_length(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "digitseq", "-q", "train", "--preset", "tiny", "--epochs", "4",
-           "--steps-per-epoch", "20", "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "digitseq",
+        "-q",
+        "train",
+        "--preset",
+        "tiny",
+        "--epochs",
+        "4",
+        "--steps-per-epoch",
+        "20",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline:  # kill it as soon as the first epoch is checkpointed
@@ -86,8 +107,24 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun, "torchrun ships with torch"
     out = tmp_path / "ddp"
-    cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "digitseq", "-q", "train",
-           "--preset", "tiny", "--epochs", "2", "--steps-per-epoch", "8", "--out", str(out)]  # fmt: skip
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "digitseq",
+        "-q",
+        "train",
+        "--preset",
+        "tiny",
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "8",
+        "--out",
+        str(out),
+    ]
     res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     cfg = json.loads((out / "config.json").read_text())
@@ -119,8 +156,18 @@ def test_resume_without_checkpoint_and_existing_run(tmp_path, tiny_run, capsys):
 
 def test_train_on_a_stored_dataset(tmp_path, small_dataset):
     out = tmp_path / "stored"
-    argv = ["-q", "train", "--preset", "tiny", "--data", str(small_dataset), "--epochs", "1",
-            "--out", str(out)]  # fmt: skip
+    argv = [
+        "-q",
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        str(small_dataset),
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["train"]["data"] == str(small_dataset)

@@ -49,8 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("fetch-mnist", help="download (or unpack) and verify the MNIST files")
-    p.add_argument("--data-dir", type=Path, help="MNIST cache folder (default: $DIGITSEQ_MNIST_DIR "
-                   "or ~/.cache/digitseq/mnist)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="MNIST cache folder (default: $DIGITSEQ_MNIST_DIR or ~/.cache/digitseq/mnist)",
+    )
     p.set_defaults(handler="digitseq.cli:cmd_fetch")
 
     p = sub.add_parser("generate", help="generate a dataset of 5-digit number images")
@@ -60,8 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", type=count, default=10_000, help="val sequences (0 skips)")
     p.add_argument("--test", type=count, default=10_000, help="test sequences (0 skips)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--leading-zero", action=argparse.BooleanOptionalAction, default=True,
-                   help="allow a leading 0 (default); --no-leading-zero as the original project")
+    p.add_argument(
+        "--leading-zero",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="allow a leading 0 (default); --no-leading-zero as the original project",
+    )
     p.add_argument("--png", action="store_true", help="also write NNNNNN.png files + labels.csv")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     p.add_argument("--data-dir", type=Path, help="MNIST cache folder")
@@ -129,8 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="digitseq.cli:cmd_app")
 
     p = sub.add_parser("serve", help="start the HTTP reading service")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="bind address (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="bind address (default 127.0.0.1; 0.0.0.0 exposes it to the network)",
+    )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", type=Path)
     p.add_argument("--workers", type=positive_int, default=1)
@@ -157,7 +167,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         png=args.png,
     )
     out = storage.generate_dataset(
-        args.out_dir, cfg, overwrite=args.overwrite, mnist_dir=args.data_dir,
+        args.out_dir,
+        cfg,
+        overwrite=args.overwrite,
+        mnist_dir=args.data_dir,
         progress=not args.quiet,
     )
     counts = ", ".join(f"{k} {v:,}" for k, v in cfg.counts.items() if v)
@@ -173,8 +186,19 @@ def cmd_app(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.runs_dir:
         env["DIGITSEQ_RUNS_DIR"] = str(args.runs_dir)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
-           "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.address",
+        args.host,
+        "--server.port",
+        str(args.port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     print(f"digitseq app on http://{args.host}:{args.port}")
     return subprocess.call(cmd, env=env)
 

@@ -6,9 +6,24 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from digitseq import compose, storage
+
+
+class SplitDataset(Dataset):
+    """A stored split as a map-style Dataset: item i -> (float image (1, 28, 140) in [0, 1],
+    int64 digits (5,)). Reads from the memory map, so any split size fits."""
+
+    def __init__(self, split: storage.Split):
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int):
+        img = torch.from_numpy(np.array(self.split.images[i])).float().div_(255).unsqueeze(0)
+        return img, torch.from_numpy(self.split.labels[i].astype(np.int64))
 
 
 class _Batches(IterableDataset):
@@ -42,8 +57,18 @@ class _Batches(IterableDataset):
 class StreamBatches(_Batches):
     """Fresh numbers from a digit pool (e.g. MNIST train digits 0-49,999) every batch."""
 
-    def __init__(self, images, labels, batch_size, steps, seed, layout="mixed", rank=0,
-                 params: compose.NaturalParams | None = None, leading_zero=True):  # fmt: skip
+    def __init__(
+        self,
+        images,
+        labels,
+        batch_size,
+        steps,
+        seed,
+        layout="mixed",
+        rank=0,
+        params: compose.NaturalParams | None = None,
+        leading_zero=True,
+    ):
         super().__init__(steps, seed, rank)
         self.images, self.labels = images, labels
         self.batch_size, self.layout, self.params = batch_size, layout, params
@@ -52,17 +77,30 @@ class StreamBatches(_Batches):
 
     def batch(self, epoch: int, b: int):
         img, digits, _, _ = compose.generate(
-            self.images, self.labels, self.batch_size, self.rng(epoch, b), self.layout,
-            self.leading_zero, self.params, self.index,
-        )  # fmt: skip
+            self.images,
+            self.labels,
+            self.batch_size,
+            self.rng(epoch, b),
+            self.layout,
+            self.leading_zero,
+            self.params,
+            self.index,
+        )
         return torch.from_numpy(img), torch.from_numpy(digits.astype(np.int64))
 
 
 class StoredBatches(_Batches):
     """Shuffled batches from a stored split (a new permutation every epoch)."""
 
-    def __init__(self, split: storage.Split, batch_size: int, steps: int | None, seed: int,
-                 rank: int = 0, world: int = 1):  # fmt: skip
+    def __init__(
+        self,
+        split: storage.Split,
+        batch_size: int,
+        steps: int | None,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+    ):
         n = len(split)
         per_epoch = n // (batch_size * world)
         super().__init__(min(steps, per_epoch) if steps else per_epoch, seed, 0)
@@ -78,9 +116,13 @@ class StoredBatches(_Batches):
 
 def loader(batches: _Batches, workers: int, pin: bool = False) -> DataLoader:
     return DataLoader(
-        batches, batch_size=None, num_workers=workers, pin_memory=pin,
-        prefetch_factor=4 if workers else None, persistent_workers=False,
-    )  # fmt: skip
+        batches,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=pin,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
 
 
 def fixed_set(images, labels, n: int, seed: int, layout: str = "mixed"):

@@ -57,13 +57,15 @@ class MultiHead(nn.Module):
     """Conv trunk over the whole 28x140 image, then five 10-way heads over a shared FC layer
     (Goodfellow et al. 2013): every head sees the whole number, so digits may sit anywhere."""
 
-    def __init__(self, channels=(16, 32, 64), hidden=256, reduce=0, dropout=0.2):
+    def __init__(self, channels=(16, 32, 64), hidden=256, reduce=0, dropout=0.2, depth=(2, 2, 2)):
         super().__init__()
         layers: list[nn.Module] = [Normalize()]
         cin = 1
-        for c in channels:  # each stage: two 3x3 convs then 2x2 max-pool
-            layers += conv_bn(cin, c) + conv_bn(c, c) + [nn.MaxPool2d(2)]
-            cin = c
+        for c, d in zip(channels, depth, strict=True):  # each stage: d 3x3 convs, 2x2 max-pool
+            for _ in range(d):
+                layers += conv_bn(cin, c)
+                cin = c
+            layers += [nn.MaxPool2d(2)]
         if reduce:  # optional 1x1 conv to shrink the flattened feature
             layers += [nn.Conv2d(cin, reduce, 1, bias=False), nn.BatchNorm2d(reduce), nn.ReLU(True)]
             cin = reduce
@@ -92,11 +94,18 @@ class SeedSlices(nn.Module):
         super().__init__()
         self.digit = nn.Sequential(
             Normalize(),
-            nn.Conv2d(1, c1, 5, padding=2), nn.ReLU(True), nn.MaxPool2d(2),  # 14x14
-            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(True), nn.MaxPool2d(2),  # 7x7
-            nn.Flatten(), nn.Dropout(dropout),
-            nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(True), nn.Linear(hidden, 10),
-        )  # fmt: skip
+            nn.Conv2d(1, c1, 5, padding=2),
+            nn.ReLU(True),
+            nn.MaxPool2d(2),  # 14x14
+            nn.Conv2d(c1, c2, 5, padding=2),
+            nn.ReLU(True),
+            nn.MaxPool2d(2),  # 7x7
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(c2 * 7 * 7, hidden),
+            nn.ReLU(True),
+            nn.Linear(hidden, 10),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 1, 28, 140) -> (N, 5, 10)
         n = x.shape[0]
@@ -104,7 +113,9 @@ class SeedSlices(nn.Module):
         return self.digit(slices.reshape(n * N_DIGITS, 1, IMG_H, IMG_H)).view(n, N_DIGITS, 10)
 
 
-register("multihead", channels=(16, 32, 64), hidden=256, reduce=0, dropout=0.2)(MultiHead)
+register("multihead", channels=(16, 32, 64), hidden=256, reduce=0, dropout=0.2, depth=(2, 2, 2))(
+    MultiHead
+)
 register("seed-slices", c1=32, c2=64, hidden=128, dropout=0.25)(SeedSlices)
 
 

@@ -114,9 +114,7 @@ class Predictor:
         model, cfg = checkpoint.load_model(path)
         name = Path(cfg["weights_path"]).parent.name
         if backend == "onnx":
-            from digitseq import export
-
-            impl = OnnxBackend(export.onnx_bytes(model), threads)
+            impl = OnnxBackend(cached_onnx(model, cfg), threads)
         else:
             impl = TorchBackend(model)
         return cls(impl, cfg, name, cfg["weights_path"])
@@ -268,3 +266,23 @@ def cli_main(args) -> int:
     if failed and not getattr(args, "quiet", False):
         print(f"digitseq: {failed} of {len(items)} inputs could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cached_onnx(model, cfg: dict) -> str:
+    """The ONNX export of a checkpoint, cached under DIGITSEQ_HOME/cache/onnx by the hash of its
+    weights and config (exporting takes seconds; loading the cached file, milliseconds)."""
+    import hashlib
+
+    from digitseq import export
+    from digitseq.config import home
+
+    h = hashlib.sha256(Path(cfg["weights_path"]).read_bytes())
+    h.update(json.dumps({k: cfg.get(k) for k in ("model", "calibration")}, sort_keys=True).encode())
+    path = home() / "cache" / "onnx" / f"{h.hexdigest()[:32]}.onnx"
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            export.atomic_write_bytes(path, export.onnx_bytes(model))
+        except OSError:  # read-only home: export in memory every time
+            return export.onnx_bytes(model)
+    return str(path)

@@ -67,17 +67,31 @@ class TrainConfig:
 
 PRESETS = {
     # seconds: for tests and smoke runs
-    "tiny": TrainConfig(hparams={"channels": [8, 16, 32], "hidden": 128, "dropout": 0.0},
-                        layout="seed", epochs=3, steps_per_epoch=60, batch_size=64, lr=1e-2,
-                        val_size=500, ema=False, workers=0,
-                        augment=AugmentConfig(enabled=False)),
+    "tiny": TrainConfig(
+        hparams={"channels": [8, 16, 32], "hidden": 128, "dropout": 0.0},
+        layout="seed",
+        epochs=3,
+        steps_per_epoch=60,
+        batch_size=64,
+        lr=1e-2,
+        val_size=500,
+        ema=False,
+        workers=0,
+        augment=AugmentConfig(enabled=False),
+    ),
     # ~10 minutes on 2 CPU cores (make demo)
-    "demo": TrainConfig(epochs=10, steps_per_epoch=480, batch_size=128, lr=3e-3),
+    "demo": TrainConfig(epochs=8, steps_per_epoch=440, batch_size=128, lr=3e-3),
     # the bundled model: wider, trained long on a GPU
-    "bundle": TrainConfig(hparams={"channels": [32, 64, 128], "hidden": 384, "reduce": 48},
-                          epochs=20, steps_per_epoch=600, batch_size=512, lr=3e-3,
-                          val_size=10_000, workers=8),
-}  # fmt: skip
+    "bundle": TrainConfig(
+        hparams={"channels": [32, 64, 128], "hidden": 384, "reduce": 48},
+        epochs=20,
+        steps_per_epoch=600,
+        batch_size=512,
+        lr=3e-3,
+        val_size=10_000,
+        workers=8,
+    ),
+}
 PRESETS["default"] = PRESETS["demo"]
 
 
@@ -151,8 +165,11 @@ def train_one_epoch(model, loader, opt, sched, ema, cfg, dev, gen, bar=None, dea
             n += b
         if bar is not None:
             bar.update(b)
-            bar.set_postfix(loss=f"{tot_loss / n:.3f}", seq=f"{tot_seq / n:.3f}",
-                            rate=f"{n / (time.perf_counter() - t0):.0f}/s")  # fmt: skip
+            bar.set_postfix(
+                loss=f"{tot_loss / n:.3f}",
+                seq=f"{tot_seq / n:.3f}",
+                rate=f"{n / (time.perf_counter() - t0):.0f}/s",
+            )
         if deadline and time.time() > deadline:
             break
     n = max(n, 1)
@@ -245,8 +262,9 @@ def build_data(cfg: TrainConfig, rank: int, world: int, mnist_dir):
     m = mnist.load(mnist_dir)
     timg, tlab, _ = mnist.split_pool(m, "train")
     vpool, vlabels, _ = mnist.split_pool(m, "val")
-    batches = data.StreamBatches(timg, tlab, cfg.batch_size, cfg.steps_per_epoch, cfg.seed,
-                                 cfg.layout, rank)  # fmt: skip
+    batches = data.StreamBatches(
+        timg, tlab, cfg.batch_size, cfg.steps_per_epoch, cfg.seed, cfg.layout, rank
+    )
     vimg, vlab, _ = data.fixed_set(vpool, vlabels, cfg.val_size, cfg.seed, cfg.layout)
     return batches, vimg, vlab
 
@@ -256,10 +274,12 @@ def fit_temperature(model, images: torch.Tensor, labels: torch.Tensor, dev) -> d
     """Temperature scaling on val: the T minimizing the per-digit NLL of logits / T
     (golden-section search; NLL is unimodal in T)."""
     model.eval()
-    logits = torch.cat([
-        model(to_input(images[i : i + 1024], dev)).float().cpu()
-        for i in range(0, len(images), 1024)
-    ]).reshape(-1, 10)  # fmt: skip
+    logits = torch.cat(
+        [
+            model(to_input(images[i : i + 1024], dev)).float().cpu()
+            for i in range(0, len(images), 1024)
+        ]
+    ).reshape(-1, 10)
     y = labels.reshape(-1)
 
     def nll(t: float) -> float:
@@ -271,24 +291,38 @@ def fit_temperature(model, images: torch.Tensor, labels: torch.Tensor, dev) -> d
         a, b = hi - g * (hi - lo), lo + g * (hi - lo)
         lo, hi = (lo, b) if nll(a) < nll(b) else (a, hi)
     t = (lo + hi) / 2
-    return {"temperature": round(t, 4), "val_nll_before": nll(1.0), "val_nll_after": nll(t),
-            "fitted_on": f"val ({len(images)} sequences)"}  # fmt: skip
+    return {
+        "temperature": round(t, 4),
+        "val_nll_before": nll(1.0),
+        "val_nll_after": nll(t),
+        "fitted_on": f"val ({len(images)} sequences)",
+    }
 
 
-def calibrate_run(out: Path, vimg, vlab, dev=torch.device("cpu")) -> dict:
+def calibrate_run(out: Path, vimg, vlab, dev: torch.device | None = None) -> dict:
     """Fit the temperature of a run's best weights on val and record it in config.json."""
     return calibrate_run_weights(Path(out) / "best.pth", Path(out) / "config.json", vimg, vlab, dev)
 
 
-def calibrate_run_weights(weights: Path, cfg_path: Path, vimg, vlab, dev=torch.device("cpu")):
+def calibrate_run_weights(weights: Path, cfg_path: Path, vimg, vlab, dev=None) -> dict:
     cfg = json.loads(cfg_path.read_text())
     cfg.pop("calibration", None)
     model = models.build_model(cfg["model"]["arch"], **cfg["model"]["hparams"])
     state = checkpoint.load_state_dict(weights)
     model.load_state_dict({k: v.float() for k, v in state.items()})
+    dev = dev or torch.device("cpu")
     cfg["calibration"] = fit_temperature(model.to(dev), vimg, vlab, dev)
     checkpoint.write_json(cfg_path, cfg)
     return cfg["calibration"]
+
+
+def tensorboard_writer(folder: Path):
+    """A TensorBoard SummaryWriter when the tensorboard package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))
 
 
 def write_history(out: Path, history: list[dict]) -> None:
@@ -301,8 +335,14 @@ def write_history(out: Path, history: list[dict]) -> None:
     checkpoint.atomic_write_text(out / "history.csv", buf.getvalue())
 
 
-def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
-        mnist_dir=None, progress: bool = True) -> Path:  # fmt: skip
+def fit(
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool = False,
+    device: str = "auto",
+    mnist_dir=None,
+    progress: bool = True,
+) -> Path:
     from tqdm import tqdm
 
     rank, world, dev = setup_distributed(device)
@@ -314,14 +354,14 @@ def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
         raise DigitseqError(f"{out} already holds a run (use --resume, or another --out)")
     if main:
         out.mkdir(parents=True, exist_ok=True)
-    try:
-        model = models.build_model(cfg.arch, **cfg.hparams)
-    except ValueError as e:
-        raise DigitseqError(str(e)) from None
     torch.manual_seed(cfg.seed)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    model = models.build_model(cfg.arch, **cfg.hparams).to(dev, memory_format=torch.channels_last)
+    try:
+        model = models.build_model(cfg.arch, **cfg.hparams)
+    except (ValueError, TypeError) as e:
+        raise DigitseqError(str(e)) from None
+    model = model.to(dev, memory_format=torch.channels_last)
     ema = Ema(model, cfg.ema_decay) if cfg.ema else None
     net = model
     if world > 1:
@@ -332,8 +372,13 @@ def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
         net = torch.compile(net)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)  # fmt: skip
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+    )
     sched = make_scheduler(opt, cfg)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed * 1000 + rank)
 
@@ -352,27 +397,53 @@ def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
 
     batches, vimg, vlab = build_data(cfg, rank, world, mnist_dir)
     if main:
-        checkpoint.write_json(out / "config.json", {
-            "model": checkpoint.model_config(cfg.arch, cfg.hparams),
-            "train": cfg.to_dict(),
-            "parameters": models.count_parameters(model),
-            "device": str(dev), "world_size": world, "torch": torch.__version__,
-            "bf16": dev.type == "cuda" or cpu_has_bf16(),
-        })  # fmt: skip
+        checkpoint.write_json(
+            out / "config.json",
+            {
+                "model": checkpoint.model_config(cfg.arch, cfg.hparams),
+                "train": cfg.to_dict(),
+                "parameters": models.count_parameters(model),
+                "device": str(dev),
+                "world_size": world,
+                "torch": torch.__version__,
+                "bf16": dev.type == "cuda" or cpu_has_bf16(),
+            },
+        )
     deadline = time.time() + cfg.time_limit * 60 if cfg.time_limit else None
+    board = tensorboard_writer(out / "tensorboard") if main else None
     stale = 0
     batches.set_epochs(start_epoch, cfg.epochs)
     stream = iter(data.loader(batches, cfg.workers, dev.type == "cuda"))
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         total = len(batches) * cfg.batch_size
-        with tqdm(total=total, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="seq",
-                  disable=not (progress and main), leave=False) as bar:  # fmt: skip
-            row = train_one_epoch(net, itertools.islice(stream, len(batches)), opt, sched, ema,
-                                  cfg, dev, gen, bar, deadline)  # fmt: skip
+        with tqdm(
+            total=total,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="seq",
+            disable=not (progress and main),
+            leave=False,
+        ) as bar:
+            row = train_one_epoch(
+                net,
+                itertools.islice(stream, len(batches)),
+                opt,
+                sched,
+                ema,
+                cfg,
+                dev,
+                gen,
+                bar,
+                deadline,
+            )
         judged = ema.module if ema is not None else model
-        row = {"epoch": epoch + 1, **row, **evaluate(judged, vimg, vlab, dev),
-               "lr": sched.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+        row = {
+            "epoch": epoch + 1,
+            **row,
+            **evaluate(judged, vimg, vlab, dev),
+            "lr": sched.get_last_lr()[0],
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
         history.append(row)
         improved = row["val_seq_acc"] > best
         if improved:
@@ -380,18 +451,34 @@ def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
         else:
             stale += 1
         if main:
-            log.info("epoch %d: loss %.4f val seq %.4f digit %.4f (%.0fs)", epoch + 1,
-                     row["train_loss"], row["val_seq_acc"], row["val_digit_acc"], row["seconds"])  # fmt: skip
+            log.info(
+                "epoch %d: loss %.4f val seq %.4f digit %.4f (%.0fs)",
+                epoch + 1,
+                row["train_loss"],
+                row["val_seq_acc"],
+                row["val_digit_acc"],
+                row["seconds"],
+            )
             if improved:
                 checkpoint.save_weights(judged, out / "best.pth")
             checkpoint.save_weights(judged, out / "weights.pth")
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "generator": gen.get_state(),
-                     "epoch": epoch, "best": best}  # fmt: skip
+            state = {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "generator": gen.get_state(),
+                "epoch": epoch,
+                "best": best,
+            }
             if ema is not None:
                 state["ema"] = ema.state_dict()
             checkpoint.atomic_torch_save(state, out / "last.pth")
             write_history(out, history)
+            if board is not None:
+                for key, value in row.items():
+                    if key != "epoch":
+                        board.add_scalar(key, value, epoch + 1)
+                board.flush()
         if cfg.patience and stale >= cfg.patience:
             log.info("early stop: no val gain in %d epochs", cfg.patience)
             break
@@ -411,18 +498,38 @@ def config_from_args(args) -> TrainConfig:
     if args.preset not in PRESETS:
         raise DigitseqError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
     cfg = PRESETS[args.preset]
-    overrides = {k: getattr(args, k) for k in ("arch", "layout", "epochs", "steps_per_epoch",
-                 "batch_size", "lr", "val_size", "time_limit", "patience", "ema", "seed",
-                 "workers") if getattr(args, k, None) is not None}  # fmt: skip
+    overrides = {
+        k: getattr(args, k)
+        for k in (
+            "arch",
+            "layout",
+            "epochs",
+            "steps_per_epoch",
+            "batch_size",
+            "lr",
+            "val_size",
+            "time_limit",
+            "patience",
+            "ema",
+            "seed",
+            "workers",
+        )
+        if getattr(args, k, None) is not None
+    }
     if args.arch and args.arch != cfg.arch:
         overrides["hparams"] = {}  # another architecture: its own defaults
     if args.data:
         overrides["data"] = str(args.data)
-    cfg = replace(cfg, **overrides, deterministic=args.deterministic or cfg.deterministic,
-                  compile=args.compile or cfg.compile)  # fmt: skip
+    cfg = replace(
+        cfg,
+        **overrides,
+        deterministic=args.deterministic or cfg.deterministic,
+        compile=args.compile or cfg.compile,
+    )
     if cfg.arch not in models.MODELS:
-        raise DigitseqError(f"unknown architecture {cfg.arch!r}; choose one of "
-                            f"{', '.join(models.list_models())}")  # fmt: skip
+        raise DigitseqError(
+            f"unknown architecture {cfg.arch!r}; choose one of {', '.join(models.list_models())}"
+        )
     return cfg
 
 
@@ -442,11 +549,19 @@ def cli_main(args) -> int:
         cfg = config_from_args(args)
     out = args.out or runs_dir() / time.strftime("%Y%m%d-%H%M%S")
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    fit(cfg, out, resume=args.resume, device=args.device, mnist_dir=args.data_dir,
-        progress=not args.quiet)  # fmt: skip
+    fit(
+        cfg,
+        out,
+        resume=args.resume,
+        device=args.device,
+        mnist_dir=args.data_dir,
+        progress=not args.quiet,
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         hist = json.loads((out / "history.json").read_text())
         best = max(hist, key=lambda r: r["val_seq_acc"])
-        print(f"run written to {out} (best val: whole-number {best['val_seq_acc']:.4f}, "
-              f"per digit {best['val_digit_acc']:.4f} at epoch {best['epoch']})")  # fmt: skip
+        print(
+            f"run written to {out} (best val: whole-number {best['val_seq_acc']:.4f}, "
+            f"per digit {best['val_digit_acc']:.4f} at epoch {best['epoch']})"
+        )
     return 0
