@@ -8,16 +8,13 @@ import io
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from digitseq.appview import start_streamlit
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -40,7 +37,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 30_000
-APP = Path(__file__).resolve().parents[1] / "src" / "digitseq" / "webapp.py"
 NUMBER = "40719"
 
 
@@ -53,39 +49,6 @@ def png_of_number(mnist_data, number: str) -> bytes:
     return buf.getvalue()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(env: dict, cwd: Path) -> tuple[subprocess.Popen, str]:
-    """`streamlit run` the app on a free local port; returns (process, url) once healthy."""
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", str(APP),
-        "--server.headless", "true", "--server.address", "127.0.0.1",
-        "--server.port", str(port), "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none", "--server.maxUploadSize", "10",
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited: {proc.stdout.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                if r.read() == b"ok":
-                    return proc, url
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("streamlit did not become healthy within 60 s")
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """The app on the bundled model (or $DIGITSEQ_MODEL), run in an empty folder."""
@@ -93,7 +56,7 @@ def app_url(tmp_path_factory):
     env = dict(os.environ, DIGITSEQ_RUNS_DIR=str(tmp_path_factory.mktemp("runs")))
     env["DIGITSEQ_HOME"] = str(tmp_path_factory.mktemp("home"))
     env.setdefault("OMP_NUM_THREADS", "1")
-    proc, url = start_app(env, cwd)
+    proc, url = start_streamlit(env, cwd)
     yield url
     proc.terminate()
     try:

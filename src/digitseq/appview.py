@@ -172,3 +172,57 @@ def unsure_positions(reading) -> list[int]:
 def spoken_list(items: list[int]) -> str:
     words = [str(i) for i in items]
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+# --- launching the app (digitseq app, the browser tests, the screenshot script) ---------------
+
+APP_SCRIPT = Path(__file__).with_name("webapp.py")
+MAX_UPLOAD_MB = 10
+
+
+def streamlit_command(port: int, host: str = "127.0.0.1", headless: bool = True) -> list[str]:
+    """The `streamlit run` command line for the app."""
+    import sys
+
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
+        "--server.address", host, "--server.port", str(port),
+        "--server.headless", str(headless).lower(), "--server.maxUploadSize", str(MAX_UPLOAD_MB),
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+        "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_streamlit(env: dict, cwd: Path, timeout: float = 60.0):
+    """Run the app headless on a free local port; returns (process, url) once /_stcore/health
+    answers ok. Raises RuntimeError if it exits or does not become healthy in time."""
+    import subprocess
+    import time
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen(
+        streamlit_command(port), env=env, cwd=cwd, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited: {proc.stdout.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                if r.read() == b"ok":
+                    return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"streamlit did not become healthy within {timeout:.0f} s")

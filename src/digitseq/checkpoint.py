@@ -19,9 +19,18 @@ from digitseq import models
 from digitseq.config import DigitseqError, bundled_model_dir
 
 
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A temp file next to ``path`` with the usual permissions (mkstemp would give 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
 def atomic_torch_save(obj, path: Path) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
         torch.save(obj, tmp)
@@ -33,7 +42,7 @@ def atomic_torch_save(obj, path: Path) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)

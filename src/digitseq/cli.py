@@ -182,25 +182,13 @@ def cmd_app(args: argparse.Namespace) -> int:
     import os
     import subprocess
 
-    app = Path(__file__).with_name("webapp.py")
+    from digitseq.appview import streamlit_command
+
     env = dict(os.environ)
     if args.runs_dir:
         env["DIGITSEQ_RUNS_DIR"] = str(args.runs_dir)
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(app),
-        "--server.address",
-        args.host,
-        "--server.port",
-        str(args.port),
-        "--browser.gatherUsageStats",
-        "false",
-    ]
     print(f"digitseq app on http://{args.host}:{args.port}")
-    return subprocess.call(cmd, env=env)
+    return subprocess.call(streamlit_command(args.port, args.host, headless=False), env=env)
 
 
 def resolve_handler(spec: str):

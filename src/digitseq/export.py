@@ -5,13 +5,12 @@ that onnxruntime reproduces the torch logits."""
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from digitseq import mnist
 from digitseq.config import IMG_H, IMG_W, DigitseqError
 
 log = logging.getLogger(__name__)
@@ -106,22 +105,11 @@ def export_onnx(model_path: Path | None, output: Path) -> dict:
             sidecar[key] = cfg[key]
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(output, data)
+        mnist.atomic_write_bytes(output, data)
     except OSError as e:
         raise DigitseqError(f"cannot write {output}: {e.strerror}") from None
     checkpoint.write_json(output.with_name(output.name + ".json"), sidecar)
     return sidecar
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cli_main(args) -> int:

@@ -110,14 +110,19 @@ def from_cache(name: str, folder: Path) -> bytes | None:
         log.warning("cached %s fails its checksum; fetching it again", raw)
     gz = folder / f"{name}.gz"
     if gz.is_file():
-        try:
-            data = gzip.decompress(gz.read_bytes())
-        except GZIP_ERRORS:
-            data = b""
+        data = gunzip(gz.read_bytes())
         if is_valid(name, data):
             return data
         log.warning("cached %s is corrupt; ignoring it", gz)
     return None
+
+
+def gunzip(blob: bytes) -> bytes:
+    """The decompressed bytes, or b"" for a corrupt or truncated .gz (fails the checksum)."""
+    try:
+        return gzip.decompress(blob)
+    except GZIP_ERRORS:
+        return b""
 
 
 def download(url: str, timeout: float = 5.0, retries: int = 2, progress: bool = True) -> bytes:
@@ -163,10 +168,7 @@ def from_mirrors(name: str, mirrors: list[str], timeout: float, progress: bool) 
             log.warning("mirror %s is unreachable: %s", base, e)
             mirrors.remove(base)
             continue
-        try:
-            data = gzip.decompress(blob)
-        except GZIP_ERRORS:
-            data = b""
+        data = gunzip(blob)
         if is_valid(name, data):
             return data
         log.warning("%s is corrupt (checksum fails); trying the next source", url)

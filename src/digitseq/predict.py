@@ -273,7 +273,7 @@ def cached_onnx(model, cfg: dict) -> str:
     weights and config (exporting takes seconds; loading the cached file, milliseconds)."""
     import hashlib
 
-    from digitseq import export
+    from digitseq import export, mnist
     from digitseq.config import home
 
     h = hashlib.sha256(Path(cfg["weights_path"]).read_bytes())
@@ -282,7 +282,7 @@ def cached_onnx(model, cfg: dict) -> str:
     if not path.is_file():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            export.atomic_write_bytes(path, export.onnx_bytes(model))
+            mnist.atomic_write_bytes(path, export.onnx_bytes(model))
         except OSError:  # read-only home: export in memory every time
             return export.onnx_bytes(model)
     return str(path)
