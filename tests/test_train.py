@@ -171,3 +171,11 @@ def test_train_on_a_stored_dataset(tmp_path, small_dataset):
     assert cli.main(argv) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["train"]["data"] == str(small_dataset)
+
+
+def test_multihead_stages_are_configurable():
+    for hp in ({"channels": (8, 16), "hidden": 32}, {"depth": (1, 2, 2)}):
+        model = models.build_model("multihead", **hp)
+        assert model(torch.rand(2, 1, 28, 140)).shape == (2, 5, 10)
+    with pytest.raises(ValueError):
+        models.build_model("multihead", channels=(8, 16), depth=(1, 1, 1))

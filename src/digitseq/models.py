@@ -57,10 +57,11 @@ class MultiHead(nn.Module):
     """Conv trunk over the whole 28x140 image, then five 10-way heads over a shared FC layer
     (Goodfellow et al. 2013): every head sees the whole number, so digits may sit anywhere."""
 
-    def __init__(self, channels=(16, 32, 64), hidden=256, reduce=0, dropout=0.2, depth=(2, 2, 2)):
+    def __init__(self, channels=(16, 32, 64), hidden=256, reduce=0, dropout=0.2, depth=None):
         super().__init__()
         layers: list[nn.Module] = [Normalize()]
         cin = 1
+        depth = depth or (2,) * len(channels)  # convs per stage
         for c, d in zip(channels, depth, strict=True):  # each stage: d 3x3 convs, 2x2 max-pool
             for _ in range(d):
                 layers += conv_bn(cin, c)
@@ -113,7 +114,7 @@ class SeedSlices(nn.Module):
         return self.digit(slices.reshape(n * N_DIGITS, 1, IMG_H, IMG_H)).view(n, N_DIGITS, 10)
 
 
-register("multihead", channels=(16, 32, 64), hidden=256, reduce=0, dropout=0.2, depth=(2, 2, 2))(
+register("multihead", channels=(16, 32, 64), hidden=256, reduce=0, dropout=0.2, depth=None)(
     MultiHead
 )
 register("seed-slices", c1=32, c2=64, hidden=128, dropout=0.25)(SeedSlices)
