@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from digitseq import compose, mnist, models, train
+from digitseq import compose, devices, mnist, models, train
 from digitseq.augment import augment
 
 
@@ -66,10 +66,10 @@ def main() -> None:
     if args.arch:
         cfg = train.TrainConfig(**{**cfg.__dict__, "arch": args.arch, "hparams": {}})
     fp32 = measure(cfg, args.steps, bf16=False, channels_last=False)
-    bf16 = measure(cfg, args.steps, bf16=train.cpu_has_bf16(), channels_last=True)
+    bf16 = measure(cfg, args.steps, bf16=devices.cpu_has_bf16(), channels_last=True)
     res = {
         "arch": cfg.arch, "preset": args.preset, "batch_size": cfg.batch_size,
-        "threads": args.threads, "cpu_bf16": train.cpu_has_bf16(),
+        "threads": args.threads, "cpu_bf16": devices.cpu_has_bf16(),
         "fp32_seq_per_s": round(fp32, 1), "bf16_channels_last_seq_per_s": round(bf16, 1),
         "speedup": round(bf16 / fp32, 2),
     }  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from digitseq import checkpoint, evaluation, mnist, storage, train
+from digitseq import calibration, checkpoint, evaluation, mnist, storage
 from digitseq.config import bundled_models_dir, home
 
 LAYOUTS = ("seed", "natural")
@@ -52,7 +52,7 @@ def main() -> None:
     from digitseq import data
 
     vimg, vy, _ = data.fixed_set(vpool, vlab, 10_000, cfg["train"]["seed"], "mixed")
-    cal = train.calibrate_run_weights(out / "weights.pth", out / "config.json", vimg, vy)
+    cal = calibration.calibrate_run_weights(out / "weights.pth", out / "config.json", vimg, vy)
     print("calibration", cal)
 
     history = json.loads((args.run / "history.json").read_text())

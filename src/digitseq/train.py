@@ -26,7 +26,9 @@ import torch.nn.functional as F
 
 from digitseq import checkpoint, data, mnist, models, storage
 from digitseq.augment import AugmentConfig, augment
+from digitseq.calibration import calibrate_run
 from digitseq.config import DigitseqError, runs_dir
+from digitseq.devices import autocast, cpu_has_bf16, setup_distributed, to_input
 
 log = logging.getLogger(__name__)
 
@@ -95,47 +97,7 @@ PRESETS = {
 PRESETS["default"] = PRESETS["demo"]
 
 
-# --- devices ----------------------------------------------------------------------------------
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def setup_distributed(device: str) -> tuple[int, int, torch.device]:
-    """(rank, world, device). torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; else one process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DigitseqError("--device cuda was asked for but no CUDA GPU is available")
-    if use_cuda:
-        dev = torch.device(device if ":" in device else f"cuda:{local}")
-        torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return rank, world, dev
-
-
-def autocast(dev: torch.device):
-    if dev.type == "cuda" or (dev.type == "cpu" and cpu_has_bf16()):
-        return torch.autocast(dev.type, dtype=torch.bfloat16)
-    return torch.autocast(dev.type, enabled=False)
-
-
 # --- one epoch, evaluation ----------------------------------------------------------------------
-
-
-def to_input(img: torch.Tensor, dev: torch.device) -> torch.Tensor:
-    """uint8 (B, 28, 140) -> float (B, 1, 28, 140) in [0, 1], channels_last on the device."""
-    x = img.to(dev, non_blocking=True).unsqueeze(1).float().div_(255)
-    return x.contiguous(memory_format=torch.channels_last)
 
 
 def train_one_epoch(model, loader, opt, sched, ema, cfg, dev, gen, bar=None, deadline=None):
@@ -267,53 +229,6 @@ def build_data(cfg: TrainConfig, rank: int, world: int, mnist_dir):
     )
     vimg, vlab, _ = data.fixed_set(vpool, vlabels, cfg.val_size, cfg.seed, cfg.layout)
     return batches, vimg, vlab
-
-
-@torch.no_grad()
-def fit_temperature(model, images: torch.Tensor, labels: torch.Tensor, dev) -> dict:
-    """Temperature scaling on val: the T minimizing the per-digit NLL of logits / T
-    (golden-section search; NLL is unimodal in T)."""
-    model.eval()
-    logits = torch.cat(
-        [
-            model(to_input(images[i : i + 1024], dev)).float().cpu()
-            for i in range(0, len(images), 1024)
-        ]
-    ).reshape(-1, 10)
-    y = labels.reshape(-1)
-
-    def nll(t: float) -> float:
-        return F.cross_entropy(logits / t, y).item()
-
-    lo, hi = 0.2, 5.0
-    g = (5**0.5 - 1) / 2
-    for _ in range(40):
-        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-        lo, hi = (lo, b) if nll(a) < nll(b) else (a, hi)
-    t = (lo + hi) / 2
-    return {
-        "temperature": round(t, 4),
-        "val_nll_before": nll(1.0),
-        "val_nll_after": nll(t),
-        "fitted_on": f"val ({len(images)} sequences)",
-    }
-
-
-def calibrate_run(out: Path, vimg, vlab, dev: torch.device | None = None) -> dict:
-    """Fit the temperature of a run's best weights on val and record it in config.json."""
-    return calibrate_run_weights(Path(out) / "best.pth", Path(out) / "config.json", vimg, vlab, dev)
-
-
-def calibrate_run_weights(weights: Path, cfg_path: Path, vimg, vlab, dev=None) -> dict:
-    cfg = json.loads(cfg_path.read_text())
-    cfg.pop("calibration", None)
-    model = models.build_model(cfg["model"]["arch"], **cfg["model"]["hparams"])
-    state = checkpoint.load_state_dict(weights)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    dev = dev or torch.device("cpu")
-    cfg["calibration"] = fit_temperature(model.to(dev), vimg, vlab, dev)
-    checkpoint.write_json(cfg_path, cfg)
-    return cfg["calibration"]
 
 
 def tensorboard_writer(folder: Path):
