@@ -188,3 +188,20 @@ def test_bundled_model_reads_other_formats_polarity_and_paper(bundled):
         }
         for name, source in variants.items():
             assert bundled.read(source).digits == labels[path.name], (path.name, name)
+
+
+def test_padded_batches_give_the_same_logits(random_model_dir, small_dataset):
+    """Batches are padded to a power of two (bounded kernel caches): padding must not change
+    any image's logits."""
+    import numpy as np
+
+    from digitseq import storage
+    from digitseq.predict import Predictor
+
+    split = storage.load_split(small_dataset, "test")
+    x = np.asarray(split.images[:5], dtype=np.float32) / 255
+    reader = Predictor.load(random_model_dir)
+    together = reader.logits(x)  # padded from 5 to 8
+    alone = np.concatenate([reader.logits(x[i : i + 1]) for i in range(5)])
+    assert together.shape == (5, 5, 10)
+    np.testing.assert_allclose(together, alone, atol=1e-4)

@@ -154,7 +154,7 @@ class Predictor:
         if len(x) == 0:
             return np.zeros((0, N_DIGITS, 10), np.float32)
         return np.concatenate(
-            [self.backend(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+            [padded_call(self.backend, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )
 
     def predict(self, images, min_confidence: float | None = None, batch_size: int = 64):
@@ -194,6 +194,17 @@ def prepare(item) -> Reading:
         return Reading(file=file, error=str(e))
     except Exception as e:  # noqa: BLE001 - a decoder's own failure must not stop the others
         return Reading(file=file, error=f"cannot read image ({preprocess.first_line(e)})")
+
+
+def padded_call(backend, x: np.ndarray) -> np.ndarray:
+    """Run a batch padded with blank images to the next power of two. Kernel and allocator
+    caches are kept per input shape: with every batch size from 1 to 64 (the service's
+    micro-batches), a server's memory grew by ~230 MB; with 7 shapes it stays flat."""
+    n = len(x)
+    size = 1 << (n - 1).bit_length()
+    if size != n:
+        x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
+    return backend(x)[:n]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
