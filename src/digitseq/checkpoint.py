@@ -7,9 +7,8 @@ holds ``config.json``.
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -17,39 +16,18 @@ from torch import nn
 
 from digitseq import models
 from digitseq.config import DigitseqError, bundled_model_dir
-
-
-def _temp_beside(path: Path) -> tuple[int, str]:
-    """A temp file next to ``path`` with the usual permissions (mkstemp would give 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
-    return fd, tmp
+from digitseq.mnist import atomic_write_bytes
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    path = Path(path)
-    fd, tmp = _temp_beside(path)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save through the one atomic writer (temp file beside it, fsync, rename)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = _temp_beside(path)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(Path(path), text.encode())
 
 
 def write_json(path: Path, obj) -> None:
