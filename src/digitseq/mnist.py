@@ -295,12 +295,23 @@ def parse_idx(data: bytes) -> np.ndarray:
 
 
 def load(folder: Path | None = None, progress: bool = False) -> Mnist:
-    """Fetch if needed, then return the verified MNIST arrays."""
-    folder = fetch(folder, progress=progress)
+    """The verified MNIST arrays, fetching first if a file is missing or fails its checksum.
+    Each file is read and hashed once when the cache is good (not once in fetch and again here).
+    """
+
+    def read_valid(name: str) -> bytes | None:
+        path = Path(folder) / name
+        data = path.read_bytes() if path.is_file() else b""
+        return data if is_valid(name, data) else None
+
+    folder = Path(folder) if folder else mnist_dir()
+    blobs = {name: read_valid(name) for name in FILES}
+    if any(data is None for data in blobs.values()):
+        folder = fetch(folder, progress=progress)
+        blobs = {name: read_valid(name) for name in FILES}
     arrays = {}
-    for name in FILES:
-        data = (folder / name).read_bytes()
-        if not is_valid(name, data):  # changed under our feet since fetch
+    for name, data in blobs.items():
+        if data is None:  # changed under our feet since fetch
             raise DigitseqError(f"{folder / name} fails its checksum; run digitseq fetch-mnist")
         arrays[name] = parse_idx(data)
     return Mnist(
