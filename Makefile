@@ -27,6 +27,7 @@ demo: install
 
 test: install browser
 	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 # One benchmark at a time (they share the cores); each prints a JSON line last.
@@ -41,6 +42,7 @@ bench: install
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports
 
 clean-venv:
 	rm -rf $(VENV)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitseq import compose, mnist, storage
+from digitseq.data import compose, mnist, storage
 
 TARGETS = {"seed_seq_per_s": 200_000, "seed_vs_naive": 100, "natural_seq_per_s": 20_000}
 
@@ -120,7 +120,7 @@ def bench_disk(sizes: dict[str, int], root: Path) -> dict:
 
 RSS_CHILD = """
 import resource, sys, time
-from digitseq import storage
+from digitseq.data import storage
 cfg = storage.GenerateConfig(layout="mixed", counts={"train": 1_000_000, "val": 0, "test": 0})
 start = time.perf_counter()
 storage.generate_dataset(sys.argv[1], cfg, progress=False)

@@ -31,7 +31,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    from digitseq import checkpoint, evaluation, storage
+    from digitseq.data import storage
+    from digitseq.evaluation import metrics
+    from digitseq.models import checkpoint
 
     folder = Path(tempfile.mkdtemp(prefix="parity.")) / "ds"
     cfg = storage.GenerateConfig(layout=args.layout, counts={"test": args.n}, seed=0, png=True)
@@ -40,7 +42,7 @@ def main() -> None:
 
     model, mcfg = checkpoint.load_model(args.model)
     t = time.perf_counter()
-    ev = evaluation.evaluate(model, mcfg, split)
+    ev = metrics.evaluate(model, mcfg, split)
     eval_s = time.perf_counter() - t
     eval_acc = ev.metrics["overall"]["seq_acc"]
 

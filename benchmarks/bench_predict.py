@@ -50,14 +50,15 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     from PIL import Image
 
-    from digitseq import export, mnist, realistic
-    from digitseq.checkpoint import load_model
-    from digitseq.predict import Predictor
+    from digitseq.data import mnist, realistic
+    from digitseq.models import onnx_export
+    from digitseq.models.checkpoint import load_model
+    from digitseq.reading.predictor import Predictor
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_predict."))
     model, _ = load_model(args.model)
     onnx_file = tmp / "model.onnx"
-    onnx_file.write_bytes(export.onnx_bytes(model))
+    onnx_file.write_bytes(onnx_export.onnx_bytes(model))
     predictors = {
         "torch": Predictor.load(args.model, backend="torch"),
         "onnx": Predictor.load(onnx_file, backend="onnx"),
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     photos = realistic.write_realistic_set(tmp / "realistic", n=args.batch, seed=1)
     photo_files = sorted(photos.glob("*.jpg")) + sorted(photos.glob("*.png"))
     data = mnist.load()
-    from digitseq import compose
+    from digitseq.data import compose
 
     rng = np.random.default_rng(0)
     imgs, *_ = compose.generate(data.test_images, data.test_labels, args.batch, rng)

@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from digitseq import compose, mnist, realistic
-    from digitseq.predict import Predictor
+    from digitseq.data import compose, mnist, realistic
+    from digitseq.reading.predictor import Predictor
 
     data = mnist.load()
     out = args.out or Path(tempfile.mkdtemp(prefix="realistic.")) / "set"

@@ -29,12 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from digitseq.core import files
+
 
 def test_images(n: int, seed: int = 0) -> tuple[list[bytes], list[str]]:
     """n PNGs of numbers built from MNIST test digits (mixed layouts) and their labels."""
     from PIL import Image
 
-    from digitseq import compose, mnist
+    from digitseq.data import compose, mnist
 
     images, labels, _ = mnist.split_pool(mnist.load(), "test")
     imgs, digits, _, _ = compose.generate(images, labels, n, np.random.default_rng(seed))
@@ -49,12 +51,12 @@ def test_images(n: int, seed: int = 0) -> tuple[list[bytes], list[str]]:
 def untrained_model(folder: Path) -> Path:
     import torch
 
-    from digitseq import checkpoint, models
+    from digitseq.models import checkpoint, registry
 
     torch.manual_seed(0)
-    checkpoint.save_weights(models.build_model("multihead"), folder / "weights.pth")
+    checkpoint.save_weights(registry.build_model("multihead"), folder / "weights.pth")
     config = {"model": checkpoint.model_config("multihead", {})}
-    checkpoint.write_json(folder / "config.json", config)
+    files.write_json(folder / "config.json", config)
     return folder
 
 
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", default="1,8,32")
     args = ap.parse_args(argv)
 
-    from digitseq.config import bundled_model_dir
+    from digitseq.core.paths import bundled_model_dir
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     model, model_note = args.model, "given"

@@ -16,13 +16,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from digitseq import compose, devices, mnist, models, train
-from digitseq.augment import augment
+from digitseq.data import compose, mnist
+from digitseq.models import devices, registry
+from digitseq.training import fit
+from digitseq.training.augment import augment
 
 
-def measure(cfg: train.TrainConfig, steps: int, bf16: bool, channels_last: bool) -> float:
+def measure(cfg: fit.TrainConfig, steps: int, bf16: bool, channels_last: bool) -> float:
     torch.manual_seed(0)
-    model = models.build_model(cfg.arch, **cfg.hparams)
+    model = registry.build_model(cfg.arch, **cfg.hparams)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
@@ -62,9 +64,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = train.PRESETS[args.preset]
+    cfg = fit.PRESETS[args.preset]
     if args.arch:
-        cfg = train.TrainConfig(**{**cfg.__dict__, "arch": args.arch, "hparams": {}})
+        cfg = fit.TrainConfig(**{**cfg.__dict__, "arch": args.arch, "hparams": {}})
     fp32 = measure(cfg, args.steps, bf16=False, channels_last=False)
     bf16 = measure(cfg, args.steps, bf16=devices.cpu_has_bf16(), channels_last=True)
     res = {

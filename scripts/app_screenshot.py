@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from digitseq.appview import start_streamlit
+from digitseq.apps.webapp.view import start_streamlit
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitseq import compose, mnist
+from digitseq.data import compose, mnist
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = 8

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import torch
 
-from digitseq import calibration, checkpoint, evaluation, mnist, storage
-from digitseq.config import bundled_models_dir, home
+from digitseq.core import files
+from digitseq.core.paths import bundled_models_dir, home
+from digitseq.data import mnist, storage
+from digitseq.models import checkpoint
+from digitseq.training import calibration
 
 LAYOUTS = ("seed", "natural")
 
@@ -46,12 +49,12 @@ def main() -> None:
 
     # the shipped (fp16) weights are what gets calibrated and measured
     cfg = {k: src[k] for k in ("model", "train", "parameters", "torch")}
-    checkpoint.write_json(out / "config.json", cfg)
+    files.write_json(out / "config.json", cfg)
     m = mnist.load()
     vpool, vlab, _ = mnist.split_pool(m, "val")
-    from digitseq import data
+    from digitseq.data import loaders
 
-    vimg, vy, _ = data.fixed_set(vpool, vlab, 10_000, cfg["train"]["seed"], "mixed")
+    vimg, vy, _ = loaders.fixed_set(vpool, vlab, 10_000, cfg["train"]["seed"], "mixed")
     cal = calibration.calibrate_run_weights(out / "weights.pth", out / "config.json", vimg, vy)
     print("calibration", cal)
 
@@ -61,7 +64,7 @@ def main() -> None:
     metrics = {}
     for layout in LAYOUTS:
         t0 = time.perf_counter()
-        ev = evaluation.evaluate(loaded, lcfg, test_split(layout))
+        ev = metrics.evaluate(loaded, lcfg, test_split(layout))
         o = ev.metrics["overall"]
         metrics[layout] = {k: round(float(o[k]), 5) for k in ("seq_acc", "digit_acc", "cer", "ece")}
         metrics[layout]["n"] = int(o["n"])
@@ -81,8 +84,8 @@ def main() -> None:
         "val_digit_acc": round(best["val_digit_acc"], 5),
         "weights": "fp16 state_dict (loaded as fp32)",
     }
-    checkpoint.write_json(out / "config.json", cfg)
-    checkpoint.write_json(out / "history.json", history)
+    files.write_json(out / "config.json", cfg)
+    files.write_json(out / "history.json", history)
     write_card(out, cfg, metrics)
     print(f"bundled model written to {out}")
 

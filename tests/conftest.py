@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from digitseq.core import files
+
 # Keep the MNIST cache across test sessions (it is verified byte for byte on every load), but
 # put everything else a test writes under pytest's tmp folders.
 os.environ.setdefault(
@@ -37,7 +39,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def mnist_data():
-    from digitseq import mnist
+    from digitseq.data import mnist
 
     return mnist.load()
 
@@ -45,7 +47,7 @@ def mnist_data():
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory, mnist_data) -> Path:
     """A mixed-layout dataset: train 2,000, val 500, test 1,000 sequences."""
-    from digitseq import storage
+    from digitseq.data import storage
 
     out = tmp_path_factory.mktemp("datasets") / "small"
     cfg = storage.GenerateConfig(
@@ -59,23 +61,21 @@ def random_model_dir(tmp_path_factory) -> Path:
     """An untrained multihead model saved in the run-folder format (for mechanics, not accuracy)."""
     import torch
 
-    from digitseq import checkpoint, models
+    from digitseq.models import checkpoint, registry
 
     folder = tmp_path_factory.mktemp("runs") / "random"
     folder.mkdir()
     torch.manual_seed(0)
-    model = models.build_model("multihead")
+    model = registry.build_model("multihead")
     checkpoint.save_weights(model, folder / "weights.pth")
-    checkpoint.write_json(
-        folder / "config.json", {"model": checkpoint.model_config("multihead", {})}
-    )
+    files.write_json(folder / "config.json", {"model": checkpoint.model_config("multihead", {})})
     return folder
 
 
 @pytest.fixture(scope="session")
 def bundled_model_dir() -> Path:
     """The trained model committed under models/."""
-    from digitseq.config import bundled_model_dir
+    from digitseq.core.paths import bundled_model_dir
 
     path = bundled_model_dir()
     if not (path / "config.json").is_file():
@@ -87,8 +87,8 @@ def bundled_model_dir() -> Path:
 def tiny_run(tmp_path_factory, mnist_data) -> Path:
     """A really trained (if weak) model: `digitseq train --preset tiny`, ~30 s on one thread.
     It reads seed-layout numbers at roughly 50-60% per digit."""
-    from digitseq import cli
+    from digitseq.apps.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    assert cli.main(["-q", "train", "--preset", "tiny", "--out", str(out)]) == 0
+    assert main.main(["-q", "train", "--preset", "tiny", "--out", str(out)]) == 0
     return out

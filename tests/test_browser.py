@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitseq.appview import start_streamlit
+from digitseq.apps.webapp.view import start_streamlit
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""`digitseq generate` and `digitseq fetch-mnist`, run in-process through cli.main: exit codes,
+"""`digitseq generate` and `digitseq fetch-mnist`, run in-process through main.main: exit codes,
 one-line errors (never a traceback), nothing lost."""
 
 from __future__ import annotations
@@ -8,12 +8,13 @@ import shutil
 
 import pytest
 
-from digitseq import cli, mnist, storage
-from digitseq.config import mnist_dir
+from digitseq.apps.cli import main
+from digitseq.core.paths import mnist_dir
+from digitseq.data import mnist, storage
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
+    code = main.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -31,7 +32,7 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
 def usage_error(capsys, *argv: str) -> str:
     """argparse rejects the value: exit 2, usage plus one error line, no traceback."""
     with pytest.raises(SystemExit) as e:
-        cli.main(list(argv))
+        main.main(list(argv))
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digitseq import compose, mnist
+from digitseq.data import compose, mnist
 
 IDENTITY = compose.NaturalParams(
     scale=(1.0, 1.0),

@@ -9,7 +9,9 @@ import shutil
 import numpy as np
 import pytest
 
-from digitseq import cli, evaluation
+from digitseq.apps.cli import main
+from digitseq.core import files
+from digitseq.evaluation import metrics
 
 
 def one_hot_probs(pred: np.ndarray, p: float = 1.0) -> np.ndarray:
@@ -27,7 +29,7 @@ def digits(*numbers: str) -> np.ndarray:
 def test_one_wrong_digit_in_three_sequences():
     labels = digits("01234", "56789", "11111")
     pred = digits("01234", "56789", "11171")
-    m = evaluation.compute_metrics(one_hot_probs(pred), labels, np.array([0, 0, 1]))
+    m = metrics.compute_metrics(one_hot_probs(pred), labels, np.array([0, 0, 1]))
     o = m["overall"]
     assert o["seq_acc"] == pytest.approx(2 / 3)
     assert o["digit_acc"] == pytest.approx(14 / 15)
@@ -57,7 +59,7 @@ def test_ece_is_zero_when_confidence_matches_accuracy():
     probs[:, 0] = 0.0
     probs[:, 0, 1], probs[:, 0, 9] = 0.8, 0.2  # reads 1 at 0.8
     labels[:2, 0] = 9  # two numbers truly start with 9: wrong
-    o = evaluation.compute_metrics(probs, labels)["overall"]
+    o = metrics.compute_metrics(probs, labels)["overall"]
     assert o["mean_confidence"] == pytest.approx(0.8)
     assert o["seq_acc"] == pytest.approx(0.8)
     assert o["ece"] == pytest.approx(0.0, abs=1e-6)
@@ -67,13 +69,13 @@ def test_ece_is_zero_when_confidence_matches_accuracy():
         and used[0]["count"] == 10
         and used[0]["lo"] < o["mean_confidence"] <= used[0]["hi"]
     )
-    assert len(o["reliability"]) == evaluation.ECE_BINS
+    assert len(o["reliability"]) == metrics.ECE_BINS
 
 
 def test_ece_of_an_overconfident_model():
     labels = digits(*["00000"] * 4)
     pred = digits("00000", "00000", "00001", "00001")
-    o = evaluation.compute_metrics(one_hot_probs(pred), labels)["overall"]
+    o = metrics.compute_metrics(one_hot_probs(pred), labels)["overall"]
     assert o["ece"] == pytest.approx(0.5)  # says 100% sure, right half the time
 
 
@@ -89,7 +91,7 @@ def test_coverage_curve_rejects_the_least_confident_first():
     probs = one_hot_probs(pred)
     probs[:, 0] = ((1 - conf) / 9)[:, None]  # position 0 carries the number's confidence
     np.put_along_axis(probs[:, 0], pred[:, :1], conf[:, None].astype(np.float32), axis=-1)
-    o = evaluation.compute_metrics(probs, labels)["overall"]
+    o = metrics.compute_metrics(probs, labels)["overall"]
     cov, acc, thr = (np.array(o["coverage"][k]) for k in ("coverage", "accuracy", "threshold"))
     assert cov[0] == 1.0 and cov[-1] == 0.5 and np.all(np.diff(cov) < 0)
     assert acc[0] == pytest.approx(o["seq_acc"]) == pytest.approx(170 / 200)
@@ -100,24 +102,24 @@ def test_coverage_curve_rejects_the_least_confident_first():
     assert acc[COV_85] == 1.0
     # worst errors are the most confident wrong ones, in order
     confs = [e["confidence"] for e in o["worst_errors"]]
-    assert confs == sorted(confs, reverse=True) and len(confs) == evaluation.N_WORST
+    assert confs == sorted(confs, reverse=True) and len(confs) == metrics.N_WORST
 
 
-COV_85 = evaluation.COVERAGES.index(0.85)
+COV_85 = metrics.COVERAGES.index(0.85)
 
 
 def test_metrics_reject_bad_shapes():
     with pytest.raises(ValueError):
-        evaluation.compute_metrics(np.zeros((3, 4, 10)), np.zeros((3, 5)))
+        metrics.compute_metrics(np.zeros((3, 4, 10)), np.zeros((3, 5)))
     with pytest.raises(ValueError):
-        evaluation.compute_metrics(np.zeros((0, 5, 10)), np.zeros((0, 5)))
+        metrics.compute_metrics(np.zeros((0, 5, 10)), np.zeros((0, 5)))
 
 
 # --- digitseq evaluate -------------------------------------------------------------------------
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(["-q", *argv])
+    code = main.main(["-q", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -165,15 +167,13 @@ def test_evaluate_writes_metrics_plots_and_report(
 def test_evaluate_compare_two_models(capsys, tmp_path, small_dataset, random_model_dir):
     import torch
 
-    from digitseq import checkpoint, models
+    from digitseq.models import checkpoint, registry
 
     slices = tmp_path / "slices"
     slices.mkdir()
     torch.manual_seed(0)
-    checkpoint.save_weights(models.build_model("seed-slices"), slices / "weights.pth")
-    checkpoint.write_json(
-        slices / "config.json", {"model": checkpoint.model_config("seed-slices", {})}
-    )
+    checkpoint.save_weights(registry.build_model("seed-slices"), slices / "weights.pth")
+    files.write_json(slices / "config.json", {"model": checkpoint.model_config("seed-slices", {})})
     out_dir = tmp_path / "cmp"
     code, out, err = run_cli(
         capsys,
@@ -204,9 +204,9 @@ def test_bundled_model_is_evaluated_outside_the_repository(
     monkeypatch.setenv("DIGITSEQ_MODELS_DIR", str(models_dir))
     code, out, err = run_cli(capsys, "evaluate", "--data", str(small_dataset), "--limit", "100")
     assert code == 0, err
-    from digitseq import config
+    from digitseq.core import paths
 
-    assert (config.home() / "eval" / "digitseq-multihead" / "metrics.json").is_file()
+    assert (paths.home() / "eval" / "digitseq-multihead" / "metrics.json").is_file()
     assert not (models_dir / "digitseq-multihead" / "eval").exists()
 
 
@@ -264,13 +264,11 @@ def test_crafted_pickle_is_refused(capsys, tmp_path, small_dataset, random_model
 
 
 def test_weights_of_another_architecture(capsys, tmp_path, small_dataset, random_model_dir):
-    from digitseq import checkpoint
+    from digitseq.models import checkpoint
 
     run = tmp_path / "run"
     shutil.copytree(random_model_dir, run)
-    checkpoint.write_json(
-        run / "config.json", {"model": checkpoint.model_config("seed-slices", {})}
-    )
+    files.write_json(run / "config.json", {"model": checkpoint.model_config("seed-slices", {})})
     code, _, err = run_cli(capsys, "evaluate", str(run), "--data", str(small_dataset))
     assert_one_line_error(code, err, "seed-slices")
 

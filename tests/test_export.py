@@ -10,8 +10,9 @@ import pytest
 from conftest import SEED_SAMPLES
 from PIL import Image
 
-from digitseq import cli, storage
-from digitseq.predict import Predictor
+from digitseq.apps.cli import main
+from digitseq.data import storage
+from digitseq.reading.predictor import Predictor
 
 pytest.importorskip("onnxruntime")
 SAMPLES = sorted(SEED_SAMPLES.glob("*.png"))
@@ -20,7 +21,7 @@ SAMPLES = sorted(SEED_SAMPLES.glob("*.png"))
 @pytest.fixture(scope="module")
 def exported(random_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx") / "sub" / "model.onnx"
-    assert cli.main(["export", str(random_model_dir), "-o", str(out)]) == 0
+    assert main.main(["export", str(random_model_dir), "-o", str(out)]) == 0
     return out
 
 
@@ -57,9 +58,9 @@ def test_backends_agree_on_real_images(exported, random_model_dir, small_dataset
 
 def test_cli_predict_with_onnx_backend_matches_torch(capsys, exported, random_model_dir):
     args = ["predict", "--format", "jsonl", *map(str, SAMPLES[:6])]
-    assert cli.main([*args[:1], "--model", str(random_model_dir), *args[1:]]) == 0
+    assert main.main([*args[:1], "--model", str(random_model_dir), *args[1:]]) == 0
     torch_rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert cli.main([*args[:1], "--model", str(exported), "--backend", "onnx", *args[1:]]) == 0
+    assert main.main([*args[:1], "--model", str(exported), "--backend", "onnx", *args[1:]]) == 0
     onnx_rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["digits"] for r in onnx_rows] == [r["digits"] for r in torch_rows]
     for a, b in zip(onnx_rows, torch_rows, strict=True):
@@ -67,14 +68,14 @@ def test_cli_predict_with_onnx_backend_matches_torch(capsys, exported, random_mo
 
 
 def test_onnx_file_with_torch_backend_is_a_clear_error(capsys, exported):
-    assert cli.main(["predict", "--model", str(exported), str(SAMPLES[0])]) == 2
+    assert main.main(["predict", "--model", str(exported), str(SAMPLES[0])]) == 2
     assert "use --backend onnx" in capsys.readouterr().err
 
 
 def test_export_errors_are_one_line(capsys, tmp_path):
-    assert cli.main(["export", str(tmp_path / "nope"), "-o", str(tmp_path / "m.onnx")]) == 2
+    assert main.main(["export", str(tmp_path / "nope"), "-o", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("digitseq: error:") and err.count("\n") == 1
-    assert cli.main(["export", str(tmp_path / "nope"), "-o", str(tmp_path)]) == 2
+    assert main.main(["export", str(tmp_path / "nope"), "-o", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()

@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitseq import mnist
-from digitseq.config import DigitseqError, mnist_dir
+from digitseq.core import files
+from digitseq.core.errors import DigitseqError
+from digitseq.core.paths import mnist_dir
+from digitseq.data import mnist
 
 # The canonical files (../shared/ENVIRONMENT.md), written out here rather than read from
 # mnist.FILES so that a typo there cannot make the tests agree with it.
@@ -216,13 +218,13 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", disk_full)  # fails after the bytes went to the temp file
     with pytest.raises(OSError):
-        mnist.atomic_write_bytes(target, b"x" * 100_000)
+        files.atomic_write_bytes(target, b"x" * 100_000)
     monkeypatch.undo()
     assert target.read_bytes() == b"old and valid"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
 
     new = tmp_path / "new.bin"
-    mnist.atomic_write_bytes(new, b"payload")
+    files.atomic_write_bytes(new, b"payload")
     assert new.read_bytes() == b"payload"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin", "new.bin"]
 

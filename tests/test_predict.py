@@ -12,8 +12,9 @@ import pytest
 from conftest import SEED_SAMPLES
 from PIL import Image
 
-from digitseq import cli, storage
-from digitseq.predict import JSON_KEYS, Predictor, Reading
+from digitseq.apps.cli import main
+from digitseq.data import storage
+from digitseq.reading.predictor import JSON_KEYS, Predictor, Reading
 
 SAMPLES = sorted(SEED_SAMPLES.glob("*.png"))
 
@@ -44,7 +45,7 @@ def mixed_folder(tmp_path):
 
 
 def run_cli(capsys, *argv) -> tuple[int, list[str], str]:
-    code = cli.main(["predict", *map(str, argv)])
+    code = main.main(["predict", *map(str, argv)])
     out, err = capsys.readouterr()
     return code, out.splitlines(), err
 
@@ -195,8 +196,8 @@ def test_padded_batches_give_the_same_logits(random_model_dir, small_dataset):
     any image's logits."""
     import numpy as np
 
-    from digitseq import storage
-    from digitseq.predict import Predictor
+    from digitseq.data import storage
+    from digitseq.reading.predictor import Predictor
 
     split = storage.load_split(small_dataset, "test")
     x = np.asarray(split.images[:5], dtype=np.float32) / 255

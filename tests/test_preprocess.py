@@ -13,9 +13,9 @@ import pytest
 from conftest import SEED_SAMPLES
 from PIL import Image, ImageDraw
 
-from digitseq import preprocess as pp
-from digitseq.config import DigitseqError
-from digitseq.ink import stroke_width
+from digitseq.core.errors import DigitseqError
+from digitseq.reading import preprocess as pp
+from digitseq.reading.ink import stroke_width
 
 SAMPLE = SEED_SAMPLES / "5.png"
 

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from digitseq import cli, models, plots, report
+from digitseq.apps.cli import main
+from digitseq.evaluation import plots, report
+from digitseq.models import registry
 
 HISTORY = [  # exactly the keys the trainer writes per epoch
     {
@@ -39,7 +41,7 @@ def run_with_history(tmp_path, random_model_dir):
 
 
 def test_report_writes_a_self_contained_html(capsys, run_with_history, small_dataset):
-    code = cli.main(["-q", "report", str(run_with_history), "--data", str(small_dataset)])
+    code = main.main(["-q", "report", str(run_with_history), "--data", str(small_dataset)])
     out, err = capsys.readouterr()
     assert code == 0, err
     folder = run_with_history / "report"
@@ -81,24 +83,24 @@ def test_write_report_for_make_demo(tmp_path, random_model_dir, small_dataset):
 
 
 def test_report_bad_input(capsys, tmp_path, run_with_history, small_dataset):
-    code = cli.main(["-q", "report", str(tmp_path / "missing"), "--data", str(small_dataset)])
+    code = main.main(["-q", "report", str(tmp_path / "missing"), "--data", str(small_dataset)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "does not exist" in err
     (run_with_history / "history.json").write_text("{not json")
-    code = cli.main(["-q", "report", str(run_with_history), "--data", str(small_dataset)])
+    code = main.main(["-q", "report", str(run_with_history), "--data", str(small_dataset)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "history.json is not valid JSON" in err
-    code = cli.main(["-q", "report", str(run_with_history), "--data", str(tmp_path / "nodata")])
+    code = main.main(["-q", "report", str(run_with_history), "--data", str(tmp_path / "nodata")])
     err = capsys.readouterr().err
     assert code == 2 and "digitseq generate" in err
 
 
-@pytest.mark.parametrize("arch", models.list_models())
+@pytest.mark.parametrize("arch", registry.list_models())
 def test_architecture_comes_from_the_model(arch):
-    model = models.build_model(arch)
+    model = registry.build_model(arch)
     rows = plots.layer_table(model)
     assert rows[-1]["shape"] == [1, 5, 10]
-    assert sum(r["params"] for r in rows) == models.count_parameters(model)
+    assert sum(r["params"] for r in rows) == registry.count_parameters(model)
     convs = [r for r in rows if r["layer"].startswith("Conv")]
     assert convs and convs[0]["layer"].startswith("Conv") and "1→" in convs[0]["layer"]
     assert model.training  # the diagram leaves the model's mode alone
@@ -106,7 +108,7 @@ def test_architecture_comes_from_the_model(arch):
 
 
 def test_layer_shapes_of_multihead():
-    rows = plots.layer_table(models.build_model("multihead", channels=(8, 16), hidden=32))
+    rows = plots.layer_table(registry.build_model("multihead", channels=(8, 16), hidden=32))
     shapes = [r["shape"] for r in rows if r["layer"].startswith(("Conv", "MaxPool"))]
     assert shapes[0] == [1, 8, 28, 140] and shapes[2] == [1, 8, 14, 70]
     assert shapes[-1] == [1, 16, 7, 35]

@@ -18,8 +18,10 @@ from conftest import SEED_SAMPLES
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from digitseq import batching, cli, predict
-from digitseq.serve import ServeSettings, create_app
+from digitseq.apps.cli import main
+from digitseq.apps.serve import batching
+from digitseq.apps.serve.app import ServeSettings, create_app
+from digitseq.reading import predictor
 
 KEYS = {"file", "digits", "confidence", "digit_confidences", "error"}
 
@@ -165,7 +167,7 @@ def test_read_several_files_answers_like_predict_jsonl(client, random_model_dir)
     results = r.json()["results"]
     assert [x["file"] for x in results] == names
     # exactly what `digitseq predict --format jsonl` prints for the same images
-    expected = predict.Predictor.load(random_model_dir).predict([png(n) for n in names])
+    expected = predictor.Predictor.load(random_model_dir).predict([png(n) for n in names])
     for got, want in zip(results, expected, strict=True):
         assert set(got) == KEYS
         assert got["digits"] == want.digits and len(got["digits"]) == 5
@@ -279,7 +281,9 @@ def test_concurrent_requests_share_forward_passes(random_model_dir):
     names = sorted(p.name for p in SEED_SAMPLES.glob("*.png"))[:16]
     expected = {
         r.file: r.digits
-        for r in predict.Predictor.load(random_model_dir).predict([SEED_SAMPLES / n for n in names])
+        for r in predictor.Predictor.load(random_model_dir).predict(
+            [SEED_SAMPLES / n for n in names]
+        )
     }
 
     async def main():
@@ -304,9 +308,9 @@ def test_settings_from_env():
     s = ServeSettings.from_env({"DIGITSEQ_SERVE_MAX_BATCH": "1", "DIGITSEQ_SERVE_TIMEOUT_S": "2.5"})
     assert s.max_batch == 1 and s.timeout_s == 2.5 and s.model is None
     assert ServeSettings.from_env(s.to_env()) == s
-    with pytest.raises(cli.DigitseqError, match="DIGITSEQ_SERVE_MAX_BATCH"):
+    with pytest.raises(main.DigitseqError, match="DIGITSEQ_SERVE_MAX_BATCH"):
         ServeSettings.from_env({"DIGITSEQ_SERVE_MAX_BATCH": "lots"})
-    with pytest.raises(cli.DigitseqError, match="max_batch"):
+    with pytest.raises(main.DigitseqError, match="max_batch"):
         ServeSettings.from_env({"DIGITSEQ_SERVE_MAX_BATCH": "0"})
 
 
@@ -314,7 +318,7 @@ def test_settings_from_env():
 
 
 def test_serve_with_a_missing_model_fails_in_one_line(tmp_path, capsys):
-    assert cli.main(["serve", "--model", str(tmp_path / "nope")]) == 2
+    assert main.main(["serve", "--model", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("digitseq: error:") and "does not exist" in err and "\n" not in err
 
@@ -324,7 +328,7 @@ def test_serve_on_a_busy_port_fails_in_one_line(random_model_dir, capsys):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        code = cli.main(["serve", "--port", str(port), "--model", str(random_model_dir)])
+        code = main.main(["serve", "--port", str(port), "--model", str(random_model_dir)])
     assert code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
@@ -383,7 +387,7 @@ def test_real_server_over_http(random_model_dir, tmp_path):
 
 def test_bundled_model_reads_a_known_number(bundled_model_dir, mnist_data):
     """The real model, through the service, on numbers composed from MNIST test digits."""
-    from digitseq import compose, mnist
+    from digitseq.data import compose, mnist
 
     images, labels, _ = mnist.split_pool(mnist_data, "test")
     imgs, digits, _, _ = compose.generate(images, labels, 8, np.random.default_rng(5), "seed")

@@ -13,7 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from digitseq.serve import ServeSettings, create_app
+from digitseq.apps.serve.app import ServeSettings, create_app
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitseq import compose, storage
-from digitseq.config import DigitseqError
+from digitseq.core.errors import DigitseqError
+from digitseq.data import compose, storage
 
 
 def small_cfg(**kw) -> storage.GenerateConfig:
@@ -192,7 +192,7 @@ def test_an_interrupted_generation_leaves_nothing(tmp_path, monkeypatch, error):
 KILLED = textwrap.dedent(
     """
     import sys
-    from digitseq import storage
+    from digitseq.data import storage
     cfg = storage.GenerateConfig(layout="seed", counts={"train": 1_000_000, "val": 0, "test": 0})
     storage.generate_dataset(sys.argv[1], cfg, progress=False)
     """
@@ -293,10 +293,10 @@ def test_split_dataset_serves_stored_numbers(small_dataset):
     import torch
     from torch.utils.data import DataLoader
 
-    from digitseq import data
+    from digitseq.data import loaders
 
     split = storage.load_split(small_dataset, "test")
-    ds = data.SplitDataset(split)
+    ds = loaders.SplitDataset(split)
     assert len(ds) == len(split)
     img, y = ds[3]
     assert img.shape == (1, 28, 140) and img.dtype == torch.float32

@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitseq import checkpoint, cli, models
+from digitseq.apps.cli import main
+from digitseq.models import checkpoint, registry
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-@pytest.mark.parametrize("arch", models.list_models())
+@pytest.mark.parametrize("arch", registry.list_models())
 def test_every_model_maps_images_to_5x10_logits_and_trains(arch):
-    model = models.build_model(arch)
+    model = registry.build_model(arch)
     x = torch.rand(3, 1, 28, 140)
     logits = model(x)
     assert logits.shape == (3, 5, 10)
@@ -34,7 +35,7 @@ def test_every_model_maps_images_to_5x10_logits_and_trains(arch):
 
 def test_unknown_architecture_lists_the_valid_ones():
     with pytest.raises(ValueError, match="multihead"):
-        models.build_model("resnet9000")
+        registry.build_model("resnet9000")
 
 
 def test_tiny_run_folder_has_everything_and_reloads(tiny_run):
@@ -96,7 +97,7 @@ def test_killed_run_resumes_to_the_same_length(tmp_path):
     proc.wait()
     done = len(json.loads((out / "history.json").read_text()))
     assert 1 <= done < 4, "the run should have been killed midway"
-    assert cli.main(["-q", "train", "--resume", "--out", str(out)]) == 0
+    assert main.main(["-q", "train", "--resume", "--out", str(out)]) == 0
     hist = json.loads((out / "history.json").read_text())
     assert [r["epoch"] for r in hist] == [1, 2, 3, 4]
     model, _ = checkpoint.load_model(out)
@@ -142,15 +143,15 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     ],
 )
 def test_bad_train_options_are_one_line_errors(argv, message, capsys):
-    assert cli.main(argv) == 2
+    assert main.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
 
 
 def test_resume_without_checkpoint_and_existing_run(tmp_path, tiny_run, capsys):
-    assert cli.main(["train", "--resume", "--out", str(tmp_path / "none")]) == 2
+    assert main.main(["train", "--resume", "--out", str(tmp_path / "none")]) == 2
     assert "nothing to resume" in capsys.readouterr().err
-    assert cli.main(["-q", "train", "--preset", "tiny", "--out", str(tiny_run)]) == 2
+    assert main.main(["-q", "train", "--preset", "tiny", "--out", str(tiny_run)]) == 2
     assert "already holds a run" in capsys.readouterr().err
 
 
@@ -168,14 +169,14 @@ def test_train_on_a_stored_dataset(tmp_path, small_dataset):
         "--out",
         str(out),
     ]
-    assert cli.main(argv) == 0
+    assert main.main(argv) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["train"]["data"] == str(small_dataset)
 
 
 def test_multihead_stages_are_configurable():
     for hp in ({"channels": (8, 16), "hidden": 32}, {"depth": (1, 2, 2)}):
-        model = models.build_model("multihead", **hp)
+        model = registry.build_model("multihead", **hp)
         assert model(torch.rand(2, 1, 28, 140)).shape == (2, 5, 10)
     with pytest.raises(ValueError):
-        models.build_model("multihead", channels=(8, 16), depth=(1, 1, 1))
+        registry.build_model("multihead", channels=(8, 16), depth=(1, 1, 1))

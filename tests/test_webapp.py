@@ -13,7 +13,7 @@ from PIL import Image
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-APP = Path(__file__).resolve().parents[1] / "src" / "digitseq" / "webapp.py"
+APP = Path(__file__).resolve().parents[1] / "src" / "digitseq" / "apps" / "webapp" / "page.py"
 NUMBER = "40719"
 
 
@@ -154,8 +154,8 @@ def test_preprocessing_steps_on_request(app, mnist_data):
 
 
 def test_unsure_positions_name_the_weak_digits():
-    from digitseq.appview import spoken_list, unsure_positions
-    from digitseq.predict import Reading
+    from digitseq.apps.webapp.view import spoken_list, unsure_positions
+    from digitseq.reading.predictor import Reading
 
     sure = Reading(confidence=0.97, digit_confidences=[0.99, 0.99, 0.99, 1.0, 0.99])
     assert unsure_positions(sure) == []

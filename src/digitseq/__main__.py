@@ -1,5 +1,5 @@
 import sys
 
-from digitseq.cli import main
+from digitseq.apps.cli.main import main
 
 sys.exit(main())

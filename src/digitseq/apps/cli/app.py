@@ -1,0 +1,26 @@
+"""``digitseq app``: start the Streamlit web app."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("app", help="start the Streamlit web app")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--runs-dir", type=Path, help="where to look for run folders")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from digitseq.apps.webapp.view import streamlit_command
+
+    env = dict(os.environ)
+    if args.runs_dir:
+        env["DIGITSEQ_RUNS_DIR"] = str(args.runs_dir)
+    print(f"digitseq app on http://{args.host}:{args.port}")
+    return subprocess.call(streamlit_command(args.port, args.host, headless=False), env=env)

@@ -1,0 +1,58 @@
+"""``digitseq evaluate``: evaluate models on a stored split; writes metrics, plots and report.md."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from digitseq.apps.cli.options import positive_int
+from digitseq.core import files
+from digitseq.evaluation.metrics import evaluate, open_split
+from digitseq.evaluation.summary import (
+    compare_markdown,
+    default_out,
+    make_dir,
+    summary_text,
+    write_evaluation,
+)
+from digitseq.models import checkpoint
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate runs on a stored test split; writes a report")
+    p.add_argument("models", nargs="*", metavar="RUN_OR_WEIGHTS", help="default: bundled model")
+    p.add_argument("--data", type=Path, help="dataset folder (default: the default dataset)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", type=Path, help="report folder (default: RUN/eval)")
+    p.add_argument("--compare", action="store_true", help="side-by-side table of several runs")
+    p.add_argument("--limit", type=positive_int, help="evaluate the first N sequences only")
+    p.add_argument("--batch-size", type=positive_int, default=512)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``digitseq evaluate [RUN_OR_WEIGHTS ...]``."""
+    split = open_split(args.data, args.split)
+    loaded = [checkpoint.load_model(p) for p in (args.models or [None])]  # fail before work
+    several = len(loaded) > 1
+    evs, outs = [], []
+    for i, (model, cfg) in enumerate(loaded):
+        ev = evaluate(model, cfg, split, args.limit, args.batch_size, not args.quiet)
+        out = default_out(cfg, args.split) if args.out is None else args.out
+        if several and args.out is not None:
+            out = args.out / (ev.name if ev.name not in [e.name for e in evs] else f"{ev.name}-{i}")
+        write_evaluation(ev, out)
+        evs.append(ev)
+        outs.append(out)
+        print(summary_text(ev))
+        print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and plots\n")
+    if args.compare or several:
+        table = compare_markdown(evs)
+        folder = make_dir(args.out if args.out is not None else outs[0])
+        files.atomic_write_text(
+            folder / "compare.md",
+            f"# Comparison on {args.split}\n\nDataset `{evs[0].dataset}`.\n\n{table}\n",
+        )
+        print(table)
+        print(f"wrote {folder / 'compare.md'}")
+    return 0

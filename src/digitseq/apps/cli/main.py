@@ -1,0 +1,50 @@
+"""The ``digitseq`` command line: one module per subcommand in this package, each with
+``add_parser(subparsers)`` and ``run(args) -> int``. Heavy imports (torch, streamlit) happen
+inside ``run``, so ``digitseq --help`` and reading-only commands start fast."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from digitseq import __version__
+from digitseq.apps.cli import app, evaluate, export, fetch, generate, predict, report, serve, train
+from digitseq.core.errors import DigitseqError
+
+COMMANDS = (fetch, generate, train, evaluate, predict, export, report, app, serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="digitseq", description="Read handwritten numbers with a CNN trained on MNIST."
+    )
+    parser.add_argument("--version", action="version", version=f"digitseq {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="errors only, no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.ERROR if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args) or 0
+    except DigitseqError as e:
+        print(f"digitseq: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("digitseq: interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        print(f"digitseq: error: {e.strerror}: {e.filename}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""``digitseq report``: evaluate a run and write its plots and self-contained report.html."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from digitseq.evaluation import summary
+from digitseq.evaluation.report import make_report
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="write the plots and report.html of a run")
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("--data", type=Path, help="dataset folder for the evaluation")
+    p.add_argument("--out", type=Path, help="report folder (default: RUN/report)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``digitseq report RUN [--data D] [--out O]``."""
+    ev, path = make_report(args.run, args.data, args.out, progress=not args.quiet)
+    print(summary.summary_text(ev))
+    print(f"report written to {path}")
+    return 0

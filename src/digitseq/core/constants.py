@@ -1,0 +1,11 @@
+"""Shapes and names shared by every stage (no imports beyond the standard library)."""
+
+from __future__ import annotations
+
+N_DIGITS = 5  # digits per number in the fixed-length (5-digit) datasets and models
+DIGIT_SIZE = 28  # MNIST digit side, pixels
+IMG_H = DIGIT_SIZE  # model input height
+IMG_W = DIGIT_SIZE * N_DIGITS  # fixed-length model input width (28 x 140)
+
+LAYOUTS = ("seed", "natural")
+SPLITS = ("train", "val", "test")

@@ -1,0 +1,131 @@
+"""Checkpoints: a plain state_dict (``weights.pth``, loaded with ``weights_only=True``) beside a
+JSON sidecar (``config.json``) that names the architecture and its hyper-parameters.
+
+A model path may be a run folder, a bundled-model folder, or a ``.pth`` file whose folder
+holds ``config.json``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from digitseq.core.errors import DigitseqError
+from digitseq.core.files import atomic_write_bytes
+from digitseq.core.paths import bundled_model_dir
+from digitseq.models import registry
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """torch.save through the one atomic writer (temp file beside it, fsync, rename)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def model_config(arch: str, hparams: dict) -> dict:
+    """The sidecar's model part: enough to rebuild the model with no flags."""
+    return {"arch": arch, "hparams": registry.model_hparams(arch, **hparams)}
+
+
+def save_weights(model: nn.Module, path: Path, half: bool = False) -> None:
+    """Atomically save a plain state_dict (fp16 tensors when ``half``, for a small bundle)."""
+    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    atomic_torch_save(state, path)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP / torch.compile / EMA / Calibrated wrappers."""
+    model = getattr(model, "module", model)
+    model = getattr(model, "_orig_mod", model)
+    return model.model if isinstance(model, Calibrated) else model
+
+
+def resolve(path: str | Path | None) -> tuple[Path, Path]:
+    """(weights file, config.json) for a run folder, model folder or weights file."""
+    p = Path(path) if path else bundled_model_dir()
+    if not p.exists():
+        if path is None:
+            raise DigitseqError(f"the bundled model is missing at {p}")
+        raise DigitseqError(f"model path {p} does not exist")
+    if p.is_dir():
+        for name in ("best.pth", "weights.pth"):
+            if (p / name).is_file():
+                weights = p / name
+                break
+        else:
+            raise DigitseqError(f"{p} holds no best.pth or weights.pth")
+        folder = p
+    else:
+        weights, folder = p, p.parent
+    config = folder / "config.json"
+    if not config.is_file():
+        raise DigitseqError(f"{folder} has no config.json beside {weights.name}")
+    return weights, config
+
+
+def read_config(config: Path) -> dict:
+    try:
+        cfg = json.loads(Path(config).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DigitseqError(f"{config} is not valid JSON") from None
+    model = cfg.get("model") if isinstance(cfg, dict) else None
+    if not isinstance(model, dict) or "arch" not in model:
+        raise DigitseqError(f"{config} does not describe a model (no model.arch)")
+    return cfg
+
+
+def load_state_dict(weights: Path) -> dict:
+    """torch.load with weights_only=True: a file that is not a plain state_dict is refused."""
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DigitseqError(f"{weights} is not a plain weights file ({first[:160]})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DigitseqError(f"{weights} is not a plain state_dict of tensors")
+    return state
+
+
+def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild a model from its folder or weights file; returns (model in eval mode, config)."""
+    weights, config = resolve(path)
+    cfg = read_config(config)
+    arch, hparams = cfg["model"]["arch"], cfg["model"].get("hparams", {})
+    try:
+        model = registry.build_model(arch, **hparams)
+    except (ValueError, TypeError) as e:
+        raise DigitseqError(f"{config}: {e}") from None
+    state = load_state_dict(weights)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise DigitseqError(
+            f"{weights} does not fit architecture {arch!r} from {config.name} "
+            "(a checkpoint of another model?)"
+        ) from None
+    temperature = float(cfg.get("calibration", {}).get("temperature", 1.0))
+    if temperature != 1.0:
+        model = Calibrated(model, temperature)
+    model.eval()
+    cfg["weights_path"] = str(weights)
+    return model, cfg
+
+
+class Calibrated(nn.Module):
+    """Logits divided by a temperature fitted on val (``config.json`` -> calibration), so the
+    softmax probabilities, and the sequence confidence built from them, are calibrated."""
+
+    def __init__(self, model: nn.Module, temperature: float):
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    def forward(self, x):  # (N, 1, 28, 140) -> (N, 5, 10)
+        return self.model(x) / self.temperature

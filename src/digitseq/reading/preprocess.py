@@ -1,0 +1,314 @@
+"""Any image a person may have -> the model's 28x140 input (white ink on black, in [0, 1]).
+
+Made the way MNIST itself was made: find the ink, cut the number into its five digits, scale
+each to fit a 20x20 box (aspect kept, anti-aliased) and centre it by mass in its 28x28 cell.
+Images already in the generator's ``seed`` format (exactly 28x140) pass through untouched,
+inverted first when the ink is dark. No torch here: the ONNX path and the app stay light.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter, UnidentifiedImageError
+
+from digitseq.core.constants import DIGIT_SIZE, IMG_H, IMG_W, N_DIGITS
+from digitseq.core.errors import DigitseqError, one_line
+from digitseq.reading.ink import (
+    MIN_CONTRAST,
+    clean_mask,
+    crop,
+    deskew,
+    dilate,
+    otsu,
+    split_digits,
+    stretch,
+    stroke_width,
+    to_white_on_black,
+)
+
+MAX_PIXELS = 50_000_000  # header check before decoding: a 48-MP phone photo fits, a bomb does not
+MAX_BYTES = 64 * 1024 * 1024
+WORK_SIDE = 1200  # longest side the ink is searched at; bigger images are reduced first
+BOX = 20  # MNIST: each digit fits a 20x20 box inside its 28x28 cell
+MAX_INK = 0.45  # fraction of the image; more than that is not a number on paper
+STROKE_MIN, STROKE_MAX = 1.8, 5.0  # stroke width range at 28-px scale (MNIST: ~2-3.5 px)
+BOMB = (
+    f"image too large: its header claims over {2 * Image.MAX_IMAGE_PIXELS // 10**6} megapixels "
+    f"(limit {MAX_PIXELS // 10**6}; a decompression bomb?)"
+)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class ImageError(DigitseqError):
+    """An image that cannot be read as a number; the message says why, in one line."""
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+def open_image(source) -> Image.Image:
+    """A decoded PIL image from a path, bytes or a PIL image, with the size guards applied."""
+    if isinstance(source, Image.Image):
+        check_size(source.size)
+        return source
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        if not data:
+            raise ImageError("empty file (0 bytes)")
+        if len(data) > MAX_BYTES:
+            raise ImageError(f"file too large ({len(data) / 2**20:.0f} MiB, limit 64 MiB)")
+        return decode(io.BytesIO(data))
+    path = Path(source)
+    if not path.exists():
+        raise ImageError(f"no such file: {path}")
+    if path.is_dir():
+        raise ImageError(f"{path} is a folder, not an image")
+    size = path.stat().st_size
+    if size == 0:
+        raise ImageError("empty file (0 bytes)")
+    if size > MAX_BYTES:
+        raise ImageError(f"file too large ({size / 2**20:.0f} MiB, limit 64 MiB)")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ImageError(f"cannot read {path}: {e.strerror}") from None
+    return decode(io.BytesIO(data))
+
+
+def decode(f: io.BytesIO) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
+            im = Image.open(f)  # reads the header only
+    except Image.DecompressionBombError:
+        raise ImageError(BOMB) from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image (unrecognized file format)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"corrupt image header ({one_line(e)})") from None
+    check_size(im.size)
+    fmt = im.format or "image"
+    try:
+        im.seek(0)  # GIF / TIFF / WebP: the first frame
+        if im.format == "JPEG" and max(im.size) > 2 * WORK_SIDE:
+            im.draft("L", (im.width // 2, im.height // 2))  # decode at reduced size: faster
+        im.load()
+    except Image.DecompressionBombError:
+        raise ImageError(BOMB) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"corrupt or truncated {fmt} file ({one_line(e)})") from None
+    return im
+
+
+def check_size(size: tuple[int, int]) -> None:
+    w, h = size
+    if w * h > MAX_PIXELS:
+        raise ImageError(
+            f"image too large: {w}x{h} pixels (limit {MAX_PIXELS // 10**6} megapixels)"
+        )
+    if w < 1 or h < 1:
+        raise ImageError(f"image has no pixels ({w}x{h})")
+
+
+# --- to one gray channel ----------------------------------------------------------------------
+
+
+def to_gray(source) -> np.ndarray:
+    """(H, W) float32 in [0, 1] from any accepted source; transparency composited onto paper."""
+    if isinstance(source, np.ndarray):
+        return array_to_gray(source)
+    im = open_image(source)
+    if max(im.size) > 2 * WORK_SIDE:  # cheap integer reduction before any float work
+        im = im.reduce(max(1, max(im.size) // WORK_SIDE))
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(im, dtype=np.float32) / 65535.0
+    if mode == "I":
+        a = np.asarray(im, dtype=np.float32)
+        return np.clip(a / (255.0 if a.max() <= 255 else 65535.0), 0, 1)
+    if mode == "F":
+        a = np.nan_to_num(np.asarray(im, dtype=np.float32))
+        return np.clip(a / (1.0 if a.max() <= 1.0 else 255.0), 0, 1)
+    has_alpha = mode in ("LA", "La", "RGBA", "RGBa", "PA") or (
+        mode == "P" and "transparency" in im.info
+    )
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        gray = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+        return composite(gray, alpha)
+    return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+
+
+def array_to_gray(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)):
+        raise ImageError(f"array of shape {a.shape} is not an image (H,W), (H,W,3) or (H,W,4)")
+    check_size((a.shape[1], a.shape[0]))
+    if a.dtype == np.bool_:
+        x = a.astype(np.float32)
+    elif a.dtype == np.uint16:
+        x = a.astype(np.float32) / 65535.0
+    elif np.issubdtype(a.dtype, np.integer):
+        x = a.astype(np.float32) / 255.0
+    elif np.issubdtype(a.dtype, np.floating):
+        x = np.nan_to_num(a.astype(np.float32))
+        if x.max() > 1.0:
+            x = x / 255.0
+    else:
+        raise ImageError(f"array of dtype {a.dtype} is not an image")
+    x = np.clip(x, 0.0, 1.0)
+    if x.ndim == 2:
+        return x
+    alpha = x[:, :, -1] if x.shape[2] in (2, 4) else None
+    color = x[:, :, :3] if x.shape[2] >= 3 else x[:, :, :1]
+    gray = (
+        color @ np.array([0.299, 0.587, 0.114], np.float32)
+        if color.shape[2] == 3
+        else color[..., 0]
+    )
+    return composite(gray, alpha) if alpha is not None else gray
+
+
+def composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Flatten onto paper. Mostly transparent (a drawing on a transparent canvas): the strokes
+    are the opaque pixels, so the paper takes the opposite shade. Mostly opaque: transparent
+    holes take the colour of the opaque paper around them."""
+    opaque = alpha > 0.5
+    if not opaque.any():
+        raise ImageError("blank image: every pixel is transparent")
+    level = float(np.median(gray[opaque]))
+    if opaque.mean() < 0.5:
+        paper = 1.0 if level < 0.5 else 0.0
+    else:
+        paper = level
+    return (gray * alpha + paper * (1.0 - alpha)).astype(np.float32)
+
+
+# --- the pipeline -----------------------------------------------------------------------------
+
+
+def preprocess(image) -> np.ndarray:
+    """(28, 140) float32 in [0, 1], white ink on black: the model's input."""
+    return run(image, keep_steps=False)[0]
+
+
+def preprocess_steps(image) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+    """The model input plus a uint8 picture of each step, for the app to show."""
+    return run(image, keep_steps=True)
+
+
+def run(image, keep_steps: bool) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+    steps: list[tuple[str, np.ndarray]] = []
+    gray = to_gray(image)
+    if keep_steps:
+        steps.append(("image (gray)", picture(gray)))
+
+    x, inverted = to_white_on_black(gray)
+    if gray.shape == (IMG_H, IMG_W):  # the generator's own format: nothing to normalize
+        check_ink_amount(x > 0.5, x.max() - x.min())
+        out = np.ascontiguousarray(x, dtype=np.float32)
+        if keep_steps:
+            steps.append(
+                ("28x140 input: used as is" + (" (inverted)" if inverted else ""), picture(out))
+            )
+        return out, steps
+
+    x = stretch(x)
+    if x is None:
+        raise ImageError("blank image: no ink found (the picture has no contrast)")
+    if keep_steps:
+        steps.append(("ink white on black" + (" (inverted)" if inverted else ""), picture(x)))
+
+    mask = x > otsu(x)
+    check_ink_amount(mask, 1.0)
+    kept = clean_mask(mask)
+    if not kept.any():
+        raise ImageError("blank image: no ink found (only specks or paper edges)")
+    x = np.where(dilate(kept), x, 0.0).astype(np.float32)
+    x, kept = crop(x, kept)
+    if kept.mean() > 0.6:
+        raise ImageError(f"far too much ink ({kept.mean():.0%} of the cropped number)")
+    if keep_steps:
+        steps.append(("ink found, specks and paper edges removed", picture(x)))
+
+    x, kept = deskew(x, kept)
+    if keep_steps:
+        steps.append(("cropped and deskewed", picture(x)))
+
+    stroke = stroke_width(kept)
+    segments = split_digits(kept, N_DIGITS)
+    out = np.zeros((IMG_H, IMG_W), np.float32)
+    for i, (c0, c1) in enumerate(segments):
+        cell = digit_cell(x[:, c0:c1], kept[:, c0:c1], stroke)
+        out[:, i * DIGIT_SIZE : (i + 1) * DIGIT_SIZE] = cell
+    if keep_steps:
+        steps.append(("five digits, each 20x20 in a 28x28 cell (model input)", picture(out)))
+    return out, steps
+
+
+def check_ink_amount(mask: np.ndarray, contrast: float) -> None:
+    if contrast < MIN_CONTRAST or not mask.any():
+        raise ImageError("blank image: no ink found")
+    if mask.mean() > MAX_INK:
+        raise ImageError(
+            f"far too much ink ({mask.mean():.0%} of the image): expected a number on plain paper"
+        )
+
+
+def digit_cell(x: np.ndarray, mask: np.ndarray, stroke: float) -> np.ndarray:
+    """One digit's slice of the line -> a 28x28 MNIST-style cell (20x20 box, centred by mass)."""
+    cell = np.zeros((DIGIT_SIZE, DIGIT_SIZE), np.float32)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return cell
+    patch = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = patch.shape
+    scale = BOX / max(h, w)
+    # Keep the stroke within MNIST's range at the final scale: a thin pen on a big drawing
+    # would shrink to a faint hairline, a marker to a blob.
+    final = stroke * scale
+    if final < STROKE_MIN:
+        r = int(np.ceil((STROKE_MIN / scale - stroke) / 2))
+        patch = np.pad(patch, r)
+        patch = np.asarray(Image.fromarray(patch, "F").filter(ImageFilter.MaxFilter(2 * r + 1)))
+    elif final > STROKE_MAX:
+        r = int((stroke - STROKE_MAX / scale) / 2)
+        if r >= 1:
+            thin = np.asarray(Image.fromarray(patch, "F").filter(ImageFilter.MinFilter(2 * r + 1)))
+            patch = thin if thin.max() > 0.5 else patch
+    h, w = patch.shape
+    scale = BOX / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = np.asarray(Image.fromarray(patch, "F").resize((nw, nh), Image.Resampling.LANCZOS))
+    small = np.clip(small, 0.0, None)
+    peak = small.max()
+    if peak <= 0:
+        return cell
+    small = np.clip(small / peak, 0.0, 1.0)
+    ys, xs = np.indices(small.shape)
+    total = small.sum()
+    cy, cx = (ys * small).sum() / total, (xs * small).sum() / total
+    top = int(np.clip(round(DIGIT_SIZE / 2 - cy), 0, DIGIT_SIZE - nh))
+    left = int(np.clip(round(DIGIT_SIZE / 2 - cx), 0, DIGIT_SIZE - nw))
+    cell[top : top + nh, left : left + nw] = small
+    return cell
+
+
+def picture(x: np.ndarray, max_side: int = 800) -> np.ndarray:
+    """uint8 picture of a [0, 1] array, reduced for display when large."""
+    img = (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if max(img.shape) > max_side:
+        f = max(img.shape) / max_side
+        size = (max(1, round(img.shape[1] / f)), max(1, round(img.shape[0] / f)))
+        img = np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BOX))
+    return img
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES

@@ -1,0 +1,89 @@
+"""Training configuration: ``TrainConfig`` (with its ``AugmentConfig``) and the named presets.
+No torch here, so the command line can build its options from these dataclasses cheaply."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    rotation_deg: float = 4.0
+    scale: float = 0.10  # zoom in [1 - s, 1 + s]
+    shift_x: float = 3.0  # pixels
+    shift_y: float = 2.0
+    shear: float = 0.10
+    elastic: float = 0.0  # std (pixels) of a smooth random displacement field (0: off)
+    p_thick: float = 0.15  # dilate strokes (marker, mouse drawing)
+    p_thin: float = 0.10  # erode strokes (fine pen)
+    p_blur: float = 0.15  # 3x3 blur (scans, JPEG)
+    gamma: float = 0.3  # ink intensity curve x ** g, g in [1 - gamma, 1 + gamma]
+    noise: float = 0.05  # Gaussian noise std up to this
+    enabled: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "multihead"
+    hparams: dict = field(default_factory=dict)
+    layout: str = "mixed"  # of the on-the-fly training numbers
+    data: str | None = None  # a stored dataset folder instead of on-the-fly numbers
+    epochs: int = 12
+    steps_per_epoch: int = 500
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.05  # fraction of all steps
+    label_smoothing: float = 0.05
+    ema: bool = True
+    ema_decay: float = 0.998
+    val_size: int = 5000
+    patience: int = 0  # early stopping after this many epochs without val gain (0: off)
+    time_limit: float = 0.0  # minutes (0: none)
+    seed: int = 0
+    deterministic: bool = False
+    workers: int = 1
+    compile: bool = False
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        d["augment"] = AugmentConfig(**d.get("augment", {}))
+        return cls(**d)
+
+
+PRESETS = {
+    # seconds: for tests and smoke runs
+    "tiny": TrainConfig(
+        hparams={"channels": [8, 16, 32], "hidden": 128, "dropout": 0.0},
+        layout="seed",
+        epochs=3,
+        steps_per_epoch=60,
+        batch_size=64,
+        lr=1e-2,
+        val_size=500,
+        ema=False,
+        workers=0,
+        augment=AugmentConfig(enabled=False),
+    ),
+    # ~10 minutes on 2 CPU cores (make demo)
+    "demo": TrainConfig(epochs=8, steps_per_epoch=440, batch_size=128, lr=3e-3),
+    # the bundled model: wider, trained long on a GPU
+    "bundle": TrainConfig(
+        hparams={"channels": [32, 64, 128], "hidden": 384, "reduce": 48},
+        epochs=20,
+        steps_per_epoch=600,
+        batch_size=512,
+        lr=3e-3,
+        val_size=10_000,
+        workers=8,
+    ),
+}
+PRESETS["default"] = PRESETS["demo"]
