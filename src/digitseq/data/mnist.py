@@ -104,7 +104,7 @@ def gunzip(blob: bytes) -> bytes:
 
 def download(url: str, timeout: float = 5.0, retries: int = 2, progress: bool = True) -> bytes:
     """GET a URL with retries; a missing network fails within seconds (short timeouts)."""
-    from tqdm import tqdm
+    from digitseq.core.progress import progress_bar
 
     last: Exception | None = None
     for attempt in range(retries + 1):
@@ -112,7 +112,7 @@ def download(url: str, timeout: float = 5.0, retries: int = 2, progress: bool = 
             with urllib.request.urlopen(url, timeout=timeout) as resp:
                 total = int(resp.headers.get("Content-Length") or 0) or None
                 buf = io.BytesIO()
-                with tqdm(
+                with progress_bar(
                     total=total,
                     unit="B",
                     unit_scale=True,

@@ -65,12 +65,16 @@ def predict_split(
     """Softmax probabilities (N, 5, 10) float32 of the first ``limit`` sequences, in order,
     with their labels (N, 5) and layouts (N,)."""
     import torch
-    from tqdm import tqdm
+
+    from digitseq.core.progress import progress_bar
 
     n = len(split) if limit is None else min(limit, len(split))
     probs = np.empty((n, N_DIGITS, 10), np.float32)
     model = model.eval().to(device)
-    with torch.no_grad(), tqdm(total=n, unit="seq", desc="evaluate", disable=not progress) as bar:
+    with (
+        torch.no_grad(),
+        progress_bar(total=n, unit="seq", desc="evaluate", disable=not progress) as bar,
+    ):
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             x = torch.from_numpy(np.asarray(split.images[start:stop], np.float32) / 255.0)

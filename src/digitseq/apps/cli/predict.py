@@ -1,54 +1,176 @@
-"""``digitseq predict``: read the numbers in image files and folders."""
+"""``digitseq predict``: read the numbers in image files, folders and lists of paths, on every
+core of this machine (``--jobs``) or on a Ray cluster (``--engine ray``)."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
+import os
 import sys
+import threading
 from pathlib import Path
 
+from digitseq.apps.batch.inputs import iter_items, read_list
+from digitseq.apps.batch.output import JsonlOutput, json_line, name_key, text_line
 from digitseq.apps.cli.options import positive_int, probability
-from digitseq.reading.predictor import Predictor, Reading, expand_inputs
+from digitseq.core.errors import DigitseqError
+from digitseq.core.progress import is_terminal, progress_bar
+
+
+def default_jobs() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="read the number in image files")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--model", type=Path, help="run folder or weights (default: bundled model)")
-    p.add_argument("--format", choices=["text", "jsonl"], default="text")
+    p.add_argument(
+        "--format",
+        choices=["text", "jsonl", "parquet"],
+        help="text (default on stdout), jsonl (default with --output), parquet (--engine ray)",
+    )
     p.add_argument("--min-confidence", type=probability, help="abstain below this confidence")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument(
+        "--batch-size", type=positive_int, default=256, help="images per model batch and chunk"
+    )
+    batch = p.add_argument_group("many files")
+    batch.add_argument(
+        "--jobs", "-j", type=positive_int, default=default_jobs(),
+        help="processes that decode and preprocess (default: every core)",
+    )  # fmt: skip
+    batch.add_argument("--recursive", "-r", action="store_true", help="read sub-folders too")
+    batch.add_argument(
+        "--from-list", metavar="FILE", help="a text file of paths, one per line ('-': stdin)"
+    )
+    batch.add_argument(
+        "--output", "-o", type=Path, help="write JSONL here, fsynced chunk by chunk (resumable)"
+    )
+    batch.add_argument(
+        "--resume", action="store_true", help="skip the files already in --output, append the rest"
+    )
+    batch.add_argument(
+        "--engine", choices=["local", "ray"], default="local",
+        help="local processes, or Ray Data (a local cluster, or RAY_ADDRESS's)",
+    )  # fmt: skip
     p.set_defaults(handler=run)
 
 
-def text_line(r: Reading) -> str:
-    """``PATH<TAB>DIGITS<TAB>CONFIDENCE``; DIGITS is ``-`` when unread (error or abstained),
-    and the third field is then ``error: MESSAGE`` or the confidence that was too low."""
-    if r.error is not None:
-        return f"{r.file}\t-\terror: {r.error}"
-    return f"{r.file}\t{r.digits or '-'}\t{r.confidence:.4f}"
+def check(args: argparse.Namespace) -> str:
+    """Validate option combinations; the output format."""
+    if not args.inputs and args.from_list is None:
+        raise DigitseqError("nothing to read: name images or folders, or pass --from-list FILE")
+    fmt = args.format or ("jsonl" if args.output else "text")
+    if args.resume and args.output is None:
+        raise DigitseqError("--resume continues an --output file: pass --output FILE.jsonl")
+    if args.output is not None and fmt == "text":
+        raise DigitseqError("--output writes jsonl (or parquet with --engine ray), not text")
+    if fmt == "parquet" and (args.engine != "ray" or args.output is None):
+        raise DigitseqError("--format parquet needs --engine ray and --output")
+    if args.resume and args.engine == "ray":
+        raise DigitseqError("--resume works with --engine local only")
+    return fmt
+
+
+def sources(args: argparse.Namespace):
+    """The raw arguments, then the list's lines: a stream (stdin is never read ahead)."""
+    if args.from_list is None:
+        return iter(args.inputs)
+    return itertools.chain(args.inputs, read_list(args.from_list))
 
 
 def run(args: argparse.Namespace) -> int:
-    predictor = Predictor.load(args.model, backend=args.backend)
-    items = expand_inputs(args.inputs)
+    fmt = check(args)
+    quiet = getattr(args, "quiet", False)
+    if hasattr(sys.stdout, "reconfigure"):  # a name the encoding cannot show must not stop us
+        sys.stdout.reconfigure(errors="backslashreplace")
     include_abstained = args.min_confidence is not None
-    failed = 0
-    for start in range(0, len(items), args.batch_size):
-        chunk = items[start : start + args.batch_size]
-        paths = [i for i in chunk if isinstance(i, Path)]
-        read = iter(predictor.predict(paths, args.min_confidence, args.batch_size))
-        for item in chunk:
-            r = item if isinstance(item, Reading) else next(read)
-            if isinstance(item, Path):
-                r.file = str(item)
-            failed += r.error is not None
-            if args.format == "jsonl":
-                print(json.dumps(r.to_json(include_abstained)))
-            else:
-                print(text_line(r))
-        sys.stdout.flush()
-    if failed and not getattr(args, "quiet", False):
-        print(f"digitseq: {failed} of {len(items)} inputs could not be read", file=sys.stderr)
+    done: set[int] = set()  # keys of the files already in --output (filled below, before use)
+    if args.engine == "ray":
+        from digitseq.apps.batch import ray_engine
+
+        records = ray_engine.read(
+            sources(args), args.model, args.backend, args.recursive, args.min_confidence,
+            include_abstained, args.batch_size, args.output if fmt == "parquet" else None,
+        )  # fmt: skip
+    else:
+        from digitseq.apps.batch.local import read_all
+        from digitseq.reading.predictor import Predictor
+
+        predictor = Predictor.load(args.model, backend=args.backend)
+        items = skip_done(iter_items(sources(args), args.recursive), done)
+        readings = read_all(items, predictor, args.jobs, args.min_confidence, args.batch_size)
+        records = (r.to_json(include_abstained) for r in readings)
+    out = None
+    if args.output is not None and fmt == "jsonl":
+        out, found = JsonlOutput.open(args.output, args.resume)
+        done.update(found)
+    bar = None
+    if not quiet and is_terminal(sys.stderr):
+        bar = progress_bar(desc="predict", unit="img", smoothing=0.1)
+        if args.from_list != "-":
+            count_in_background(args, done, bar)
+    try:
+        total, failed = write(records, fmt, out, bar, args.batch_size)
+    finally:
+        if out is not None:
+            out.close()
+        if bar is not None:
+            bar.close()
+    if failed and not quiet:
+        print(f"digitseq: {failed} of {total} inputs could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def skip_done(items, done: set[int]):
+    if not done:
+        yield from items
+        return
+    for item in items:
+        if name_key(str(getattr(item, "file", item))) not in done:
+            yield item
+
+
+def write(records, fmt: str, out: JsonlOutput | None, bar, chunk: int) -> tuple[int, int]:
+    """Print or append every record; returns (records, records with an error)."""
+    total = failed = 0
+    pending: list[dict] = []
+    for rec in records:
+        total += 1
+        failed += rec.get("error") is not None
+        if out is not None:
+            pending.append(rec)
+            if len(pending) >= chunk:
+                out.write(pending)
+                pending = []
+        elif fmt == "jsonl":
+            print(json_line(rec))
+        elif fmt == "text":
+            print(text_line(rec))
+        if bar is not None:
+            bar.update(1)
+        if out is None and total % chunk == 0:
+            sys.stdout.flush()
+    if out is not None and pending:
+        out.write(pending)
+    sys.stdout.flush()
+    return total, failed
+
+
+def count_in_background(args: argparse.Namespace, done: set[int], bar) -> None:
+    """Walk the inputs a second time, in a thread, to give the bar its total (and an ETA)
+    without holding the file list."""
+
+    def count() -> None:
+        try:
+            n = sum(1 for _ in skip_done(iter_items(sources(args), args.recursive), done))
+        except Exception:  # noqa: BLE001 - the count is a nicety; the reading reports errors
+            return
+        bar.total = n
+        bar.refresh()
+
+    threading.Thread(target=count, daemon=True, name="count-inputs").start()
