@@ -6,16 +6,6 @@ import argparse
 from pathlib import Path
 
 from digitseq.apps.cli.options import positive_int
-from digitseq.core import files
-from digitseq.evaluation.metrics import evaluate, open_split
-from digitseq.evaluation.summary import (
-    compare_markdown,
-    default_out,
-    make_dir,
-    summary_text,
-    write_evaluation,
-)
-from digitseq.models import checkpoint
 
 
 def add_parser(sub) -> None:
@@ -32,6 +22,19 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``digitseq evaluate [RUN_OR_WEIGHTS ...]``."""
+    # torch comes in here, not at import: `digitseq serve --workers N`'s parent and
+    # `digitseq --help` never load it.
+    from digitseq.core import files
+    from digitseq.evaluation.metrics import evaluate, open_split
+    from digitseq.evaluation.summary import (
+        compare_markdown,
+        default_out,
+        make_dir,
+        summary_text,
+        write_evaluation,
+    )
+    from digitseq.models import checkpoint
+
     split = open_split(args.data, args.split)
     loaded = [checkpoint.load_model(p) for p in (args.models or [None])]  # fail before work
     several = len(loaded) > 1

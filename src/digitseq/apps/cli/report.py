@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from digitseq.evaluation import summary
-from digitseq.evaluation.report import make_report
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="write the plots and report.html of a run")
@@ -19,6 +16,9 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``digitseq report RUN [--data D] [--out O]``."""
+    from digitseq.evaluation import summary  # torch and matplotlib: only when reporting
+    from digitseq.evaluation.report import make_report
+
     ev, path = make_report(args.run, args.data, args.out, progress=not args.quiet)
     print(summary.summary_text(ev))
     print(f"report written to {path}")
