@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     p.add_argument("--train", type=count, default=100_000, help="train sequences (0 skips)")
     p.add_argument("--val", type=count, default=10_000, help="val sequences (0 skips)")
     p.add_argument("--test", type=count, default=10_000, help="test sequences (0 skips)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="a whole number >= 0")
     p.add_argument(
         "--leading-zero",
         action=argparse.BooleanOptionalAction,
@@ -23,7 +23,11 @@ def add_parser(sub) -> None:
         help="allow a leading 0 (default); --no-leading-zero as the original project",
     )
     p.add_argument("--png", action="store_true", help="also write NNNNNN.png files + labels.csv")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing dataset (never a folder holding anything else)",
+    )
     p.add_argument("--data-dir", type=Path, help="MNIST cache folder")
     p.set_defaults(handler=run)
 
