@@ -26,7 +26,7 @@ import numpy as np
 from digitseq.core.constants import IMG_H, IMG_W, N_DIGITS, SPLITS
 from digitseq.core.errors import DigitseqError
 from digitseq.core.files import file_hash
-from digitseq.data import compose, mnist
+from digitseq.data import compose, mnist, target
 
 FORMAT_VERSION = 1
 CHUNK = 8192
@@ -147,13 +147,11 @@ def generate_dataset(
     check_config(cfg)
     if out_dir.exists() and not overwrite:
         raise DigitseqError(f"{out_dir} already exists (use --overwrite to replace it)")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DigitseqError(f"{out_dir} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "manifest.json").is_file():
-        # --overwrite replaces a dataset, never a folder of someone's other files.
-        raise DigitseqError(
-            f"{out_dir} is not empty and is not a digitseq dataset; not replacing it"
-        )
+    # --overwrite replaces a dataset, never a folder of someone's other files.
+    target.check_replaceable(out_dir)
+    target.remove_stale_temps(out_dir)  # left by killed runs
+    sample = sum(np.dtype(d).itemsize * int(np.prod(shape)) for d, shape in ARRAYS.values())
+    target.check_free_space(out_dir.parent, target.dataset_bytes(cfg.counts, sample, cfg.png))
     data = mnist.load(mnist_dir)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -210,6 +208,9 @@ def check_config(cfg: GenerateConfig) -> None:
             raise DigitseqError(f"--{split} must be a whole number >= 0, got {n!r}")
     if not any(cfg.counts.values()):
         raise DigitseqError("nothing to generate: every split count is 0")
+    target.check_counts(cfg.counts)
+    if not isinstance(cfg.seed, int | np.integer) or not 0 <= cfg.seed < 2**63:
+        raise DigitseqError(f"--seed must be a whole number from 0 to 2**63-1, got {cfg.seed!r}")
 
 
 # --- reading ----------------------------------------------------------------------------------
