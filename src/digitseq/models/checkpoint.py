@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from digitseq.core.errors import DigitseqError
+from digitseq.core.errors import DigitseqError, one_line
 from digitseq.core.files import atomic_write_bytes
 from digitseq.core.paths import bundled_model_dir
 from digitseq.models import registry
@@ -98,11 +98,16 @@ def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:
     weights, config = resolve(path)
     cfg = read_config(config)
     arch, hparams = cfg["model"]["arch"], cfg["model"].get("hparams", {})
+    if not isinstance(hparams, dict):
+        raise DigitseqError(f"{config}: model.hparams must be an object")
+    state = load_state_dict(weights)
+    check_fits(arch, hparams, state, config, weights)  # before a single real allocation
     try:
         model = registry.build_model(arch, **hparams)
-    except (ValueError, TypeError) as e:
-        raise DigitseqError(f"{config}: {e}") from None
-    state = load_state_dict(weights)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise DigitseqError(
+            f"{config}: impossible model hyper-parameters ({one_line(e)})"
+        ) from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         model.load_state_dict(state)
@@ -117,6 +122,27 @@ def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:
     model.eval()
     cfg["weights_path"] = str(weights)
     return model, cfg
+
+
+def check_fits(arch: str, hparams: dict, state: dict, config: Path, weights: Path) -> None:
+    """Build the model on the meta device (shapes only, no memory) and compare every tensor
+    shape with the weights, so that a config with impossible or huge hyper-parameters fails in
+    one line instead of allocating gigabytes first."""
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in registry.build_model(arch, **hparams)
+                      .state_dict().items()}  # fmt: skip
+    except (ValueError, TypeError, RuntimeError, OverflowError) as e:
+        raise DigitseqError(
+            f"{config}: impossible model hyper-parameters ({one_line(e)})"
+        ) from None
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if shapes != got:
+        wrong = sorted(set(shapes) ^ set(got)) or [k for k in shapes if shapes[k] != got[k]]
+        raise DigitseqError(
+            f"{weights} does not fit architecture {arch!r} from {config.name} "
+            f"(first mismatch: {wrong[0]}; a checkpoint of another model?)"
+        )
 
 
 class Calibrated(nn.Module):
