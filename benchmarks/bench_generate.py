@@ -46,7 +46,7 @@ def timed(fn, reps: int) -> tuple[float, float]:
 
 def naive_loop(images: np.ndarray, by_class: list[np.ndarray], n: int, rng) -> np.ndarray:
     """The per-sample way, done sensibly: pick 5 digits, an image of each from precomputed
-    per-class index lists, np.hstack. The same sampling as compose.generate."""
+    per-class index lists, np.hstack. The same sampling as compose.generate_fixed."""
     out = []
     for _ in range(n):
         digits = rng.integers(0, 10, size=5)
@@ -70,7 +70,7 @@ def throughput(n: int, best: float, median: float) -> dict:
 
 def bench_memory(images, labels, sizes: dict[str, int], reps: int) -> dict:
     """Each figure: ``sizes[name]`` sequences per timed rep, made in calls of ``storage.CHUNK``
-    (how generate_dataset and the training loop call compose.generate)."""
+    (how generate_dataset and the training loop call compose.generate_fixed)."""
     import torch
 
     index = compose.class_index(labels)
@@ -81,7 +81,7 @@ def bench_memory(images, labels, sizes: dict[str, int], reps: int) -> dict:
     def run(layout, n):
         for start in range(0, n, storage.CHUNK):
             k = min(storage.CHUNK, n - start)
-            compose.generate(images, labels, k, rng, layout=layout, index=index)
+            compose.generate_fixed(images, labels, k, rng, layout=layout, index=index)
 
     results["seed"] = throughput(sizes["seed"], *timed(lambda: run("seed", sizes["seed"]), reps))
     # The natural warp runs in torch: with other processes on the cores, torch's intra-op

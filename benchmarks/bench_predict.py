@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     from digitseq.data import compose
 
     rng = np.random.default_rng(0)
-    imgs, *_ = compose.generate(data.test_images, data.test_labels, args.batch, rng)
+    imgs, *_ = compose.generate_fixed(data.test_images, data.test_labels, args.batch, rng)
     pngs = []
     for i, img in enumerate(imgs):
         pngs.append(tmp / f"seed{i:04d}.png")

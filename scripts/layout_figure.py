@@ -22,11 +22,11 @@ def samples(seed: int) -> dict[str, tuple[np.ndarray, list[str]]]:
     """{column title: (images (ROWS, 28, 140) uint8, captions)} from the MNIST test digits."""
     images, labels, _ = mnist.split_pool(mnist.load(), "test")
     rng = np.random.default_rng(seed)
-    digits, idx = compose.sample_numbers(labels, ROWS, rng)
+    digits, idx = compose.sample_fixed(labels, ROWS, rng)
     numbers = ["".join(map(str, d)) for d in digits]
     seed_imgs = compose.compose_seed(images[idx])
     natural_imgs = compose.compose_natural(images[idx], rng)
-    mixed, mdigits, _, layouts = compose.generate(images, labels, ROWS, rng, layout="mixed")
+    mixed, mdigits, _, layouts = compose.generate_fixed(images, labels, ROWS, rng, layout="mixed")
     names = {v: k for k, v in compose.LAYOUT_IDS.items()}
     mixed_captions = [
         f"{''.join(map(str, d))}  ({names[int(lay)]})"

@@ -46,7 +46,7 @@ def ink_boxes(patches: np.ndarray):
 def test_seed_layout_is_a_byte_exact_stitch_of_the_drawn_digits(pool):
     images, labels = pool
     rng = np.random.default_rng(1)
-    out, digits, idx, layouts = compose.generate(images, labels, 300, rng, layout="seed")
+    out, digits, idx, layouts = compose.generate_fixed(images, labels, 300, rng, layout="seed")
     assert out.shape == (300, 28, 140) and out.dtype == np.uint8
     assert digits.shape == (300, 5) and digits.dtype == np.uint8
     assert (layouts == compose.LAYOUT_IDS["seed"]).all()
@@ -64,28 +64,26 @@ def test_fast_stitch_equals_the_plain_one(pool):
 
 def test_numbers_are_uniform_and_leading_zero_is_an_option(pool):
     images, labels = pool
-    digits, idx = compose.sample_numbers(labels, 20_000, np.random.default_rng(3))
+    digits, idx = compose.sample_fixed(labels, 20_000, np.random.default_rng(3))
     np.testing.assert_array_equal(labels[idx], digits)
     for pos in range(5):  # each position: every digit about 10% (expected 2,000 each)
         counts = np.bincount(digits[:, pos], minlength=10)
         assert counts.min() > 1_750 and counts.max() < 2_250, (pos, counts)
-    no_zero, _ = compose.sample_numbers(
-        labels, 20_000, np.random.default_rng(3), leading_zero=False
-    )
+    no_zero, _ = compose.sample_fixed(labels, 20_000, np.random.default_rng(3), leading_zero=False)
     assert no_zero[:, 0].min() == 1 and no_zero[:, 0].max() == 9
     assert (no_zero[:, 1:] == 0).any()  # only the first digit is restricted
 
 
 def test_digit_images_are_drawn_from_the_whole_class(pool):
     images, labels = pool
-    _, idx = compose.sample_numbers(labels, 20_000, np.random.default_rng(4))
+    _, idx = compose.sample_fixed(labels, 20_000, np.random.default_rng(4))
     used = np.unique(idx)
     assert len(used) > 0.99 * len(labels) * (1 - np.exp(-10))  # 100,000 draws from 10,000
 
 
 def test_mixed_is_about_half_and_half(pool):
     images, labels = pool
-    _, _, _, layouts = compose.generate(images, labels, 4000, np.random.default_rng(5))
+    _, _, _, layouts = compose.generate_fixed(images, labels, 4000, np.random.default_rng(5))
     assert set(np.unique(layouts)) == {0, 1}
     assert 0.46 < layouts.mean() < 0.54
 
@@ -93,7 +91,7 @@ def test_mixed_is_about_half_and_half(pool):
 def test_natural_differs_from_seed_but_shows_the_same_number(pool):
     images, labels = pool
     rng = np.random.default_rng(6)
-    out, digits, idx, layouts = compose.generate(images, labels, 1000, rng, layout="natural")
+    out, digits, idx, layouts = compose.generate_fixed(images, labels, 1000, rng, layout="natural")
     assert (layouts == compose.LAYOUT_IDS["natural"]).all()
     seed = compose.compose_seed(images[idx])
     assert (out != seed).any(axis=(1, 2)).mean() > 0.99
@@ -106,7 +104,7 @@ def test_natural_with_every_range_zero_is_the_seed_layout(pool):
     """Warp and paste are exact: no shift, blur or off-by-one when nothing is randomized."""
     images, labels = pool
     rng = np.random.default_rng(7)
-    _, idx = compose.sample_numbers(labels, 500, rng)
+    _, idx = compose.sample_fixed(labels, 500, rng)
     out = compose.compose_natural(images[idx], rng, IDENTITY)
     np.testing.assert_array_equal(out, compose.compose_seed(images[idx]))
 
@@ -120,7 +118,7 @@ def test_natural_keeps_all_ink_inside_the_canvas(pool, params):
     images, labels = pool
     rng = np.random.default_rng(8)
     n = 2000
-    _, idx = compose.sample_numbers(labels, n, rng)
+    _, idx = compose.sample_fixed(labels, n, rng)
     draws = compose.natural_draws(n, rng, params)
     patches, x0, y0 = compose.natural_patches(images[idx], draws, params)
     top, bottom, left, right = ink_boxes(patches)
@@ -145,7 +143,7 @@ def test_natural_varies_what_it_promises(pool):
     p = compose.NaturalParams()
     rng = np.random.default_rng(9)
     n = 2000
-    _, idx = compose.sample_numbers(labels, n, rng)
+    _, idx = compose.sample_fixed(labels, n, rng)
     d = compose.natural_draws(n, rng, p)
     assert d["scale"].min() >= p.scale[0] and d["scale"].max() <= p.scale[1]
     assert np.abs(np.rad2deg(d["angle"])).max() <= p.rotation_deg
@@ -166,7 +164,7 @@ def test_same_seed_same_images_other_seed_other_images(pool):
     images, labels = pool
 
     def run(seed):
-        return compose.generate(images, labels, 300, np.random.default_rng(seed))
+        return compose.generate_fixed(images, labels, 300, np.random.default_rng(seed))
 
     a, b, c = run(11), run(11), run(12)
     for x, y in zip(a, b, strict=True):

@@ -170,7 +170,7 @@ def test_load_split_refuses_what_is_not_a_dataset(tmp_path, dataset_copy):
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError, OSError])
 def test_an_interrupted_generation_leaves_nothing(tmp_path, monkeypatch, error):
-    real = compose.generate
+    real = compose.generate_fixed
     calls = []
 
     def fails_on_third_chunk(*args, **kw):
@@ -180,7 +180,7 @@ def test_an_interrupted_generation_leaves_nothing(tmp_path, monkeypatch, error):
         return real(*args, **kw)
 
     monkeypatch.setattr(storage, "CHUNK", 100)
-    monkeypatch.setattr(compose, "generate", fails_on_third_chunk)
+    monkeypatch.setattr(compose, "generate_fixed", fails_on_third_chunk)
     parent = tmp_path / "datasets"
     expected = DigitseqError if error is OSError else error
     with pytest.raises(expected):

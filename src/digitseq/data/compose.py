@@ -1,10 +1,51 @@
-"""Compose 28x140 images of 5-digit numbers from MNIST digits, per layout.
+"""Compose images of handwritten numbers of any length (1-12 digits and beyond) from MNIST digits.
 
-``seed``: five 28x28 digits edge to edge (the original project's format), pure numpy.
-``natural``: handwriting-on-a-form: each digit scaled, rotated, sheared, thickened or thinned,
-jittered vertically and placed at uneven centres (gaps and slight overlaps); the per-digit
-warp runs as one batched torch ``grid_sample`` over all digits, the paste as one scatter per
-position. Randomness comes only from the ``np.random.Generator`` passed in.
+A generalization of ``digitseq/compose.py`` (5 digits, 28x140) that imports nothing from
+``digitseq``. Randomness comes only from the ``np.random.Generator`` passed in.
+
+Layouts (``LAYOUT_IDS``), for a number of L digits:
+
+``seed`` (0)      digits edge to edge, width 28*L, pure numpy (one gather).
+``natural`` (1)   handwriting on a form: each digit scaled, rotated, sheared, thickened or thinned,
+                  jittered vertically, at uneven slot centres filling 28*L minus a margin on
+                  each side (``NaturalParams``); width 28*L.
+``touching`` (2)  the natural warps, but centre-to-centre spacing ``pitch + gap`` = 20 px + a gap
+                  in [-8, 0] px per pair (``TouchingParams``): MNIST ink is ~20 px wide, so the
+                  digits touch or overlap. Width = ink extent + a blank margin on each side, so
+                  it differs per number (~20*L px).
+
+Layout mixes (``draw_layouts``): a layout name, a mix name or a {layout: weight} dict.
+``mixed`` = half seed, half natural, drawn exactly as before (``rng.integers(0, 2)``), so old
+5-digit datasets reproduce byte for byte; ``mix3`` = seed 0.3 / natural 0.4 / touching 0.3, the
+suggested training mix for variable lengths.
+
+Entry points
+------------
+New, any length (``Lines`` = images padded on the right with black + real widths + labels):
+
+* ``generate(images, labels, n, rng, layout, leading_zero, params, index, *, lengths, touching,
+  width, pad_to) -> Lines``
+* ``compose_lines(pool, idx, lengths, layouts, rng, params, touching, width, pad_to)
+  -> (images, widths)``
+* ``sample_numbers(labels, n, rng, lengths, leading_zero, index) -> (digits, lengths, idx)``
+* ``bucket_batches(...)`` / ``length_batch(...)``: training batches of similar widths.
+* ``labels_to_strings(digits, lengths)`` / ``strings_to_labels(strings)``.
+
+Old fixed-length entry points (byte-identical to ``digitseq.compose`` at L = 5 for the same rng):
+
+* ``generate_fixed(images, labels, n, rng, layout, leading_zero, params, index)``
+  -> (images (n, 28, 140), digits (n, 5), idx (n, 5), layouts): what ``generate`` used to return.
+* ``sample_fixed(labels, n, rng, leading_zero, index) -> (digits (n, 5), idx (n, 5))``: what
+  ``sample_numbers`` used to return (``sample_numbers`` now also returns lengths, and takes
+  ``lengths`` as its 4th argument).
+* ``compose``, ``compose_seed``, ``stitch_seed``, ``compose_natural``, ``natural_draws``,
+  ``natural_patches``, ``digit_centres``, ``paste``, ``class_index``: same names, same results at
+  L = 5; they now take any fixed L (the canvas is 28*L).
+
+Reproducibility: the draw order is sample_numbers (lengths only when lo != hi, then digits,
+first digits if no leading zero, pool offsets) -> layouts -> per layout (natural, then touching)
+and per length (ascending): all that group's draws. With lengths=(5, 5) and layout seed /
+natural / mixed this is exactly today's sequence of draws.
 """
 
 from __future__ import annotations
@@ -14,14 +55,26 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from digitseq.core.constants import DIGIT_SIZE, IMG_H, IMG_W, N_DIGITS
+from digitseq.core.constants import DIGIT_SIZE
 
-LAYOUT_IDS = {"seed": 0, "natural": 1}
+IMG_H = DIGIT_SIZE  # image height
+N_DIGITS = 5  # the old fixed length: default where a length is implied
+PAD_LABEL = 255  # digits beyond a number's length
+PAD_INDEX = -1  # pool indices beyond a number's length
+
+LAYOUT_IDS = {"seed": 0, "natural": 1, "touching": 2}
+LAYOUT_MIXES = {
+    "mixed": {"seed": 0.5, "natural": 0.5},  # today's default; drawn as rng.integers(0, 2)
+    "mix3": {"seed": 0.3, "natural": 0.4, "touching": 0.3},  # the training mix, any length
+}
 
 
 @dataclass(frozen=True)
 class NaturalParams:
-    """Ranges of the ``natural`` layout (each drawn uniformly per digit unless noted)."""
+    """Ranges of the ``natural`` layout (each drawn uniformly per digit unless noted).
+
+    ``touching`` uses the warp ranges (scale .. p_thin) too, not spacing_jitter and margin.
+    """
 
     scale: tuple[float, float] = (0.80, 1.10)  # digit size relative to MNIST's 20-px box
     rotation_deg: float = 12.0  # rotation in [-r, r] degrees
@@ -40,7 +93,102 @@ class NaturalParams:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-# --- which digits ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TouchingParams:
+    """Spacing of the ``touching`` layout (the digits themselves are warped as in natural).
+
+    Consecutive digit centres are ``pitch + gap`` apart, gap drawn uniformly per pair in
+    [gap_min, gap_max]; MNIST ink is ~20 px wide in its 28-px box, so with pitch 20 and gap <= 0
+    most neighbours touch or overlap (narrow digits such as 1 may still stand apart). The image
+    is cropped to the ink plus a blank margin drawn per side as an integer in [margin[0],
+    margin[1]] pixels.
+    """
+
+    gap_min: float = -8.0  # most overlap between neighbours, pixels (negative = closer)
+    gap_max: float = 0.0  # least overlap, pixels (0 = centres a digit's ink width apart)
+    pitch: float = 20.0  # centre-to-centre spacing at gap 0, pixels (MNIST ink width)
+    margin: tuple[int, int] = (0, 8)  # blank columns left of the ink and right of it
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TouchingParams:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass
+class Lines:
+    """A batch of numbers of (possibly) different lengths and widths."""
+
+    images: np.ndarray  # (n, 28, W) uint8, white ink on black, padded on the right with 0
+    widths: np.ndarray  # (n,) int32: the real width of each number (columns >= it are 0)
+    digits: np.ndarray  # (n, Lmax) uint8: the digits, PAD_LABEL (255) beyond each length
+    lengths: np.ndarray  # (n,) uint8: digits per number
+    idx: np.ndarray  # (n, Lmax) int64: pool index of each digit image, -1 beyond each length
+    layouts: np.ndarray  # (n,) uint8: LAYOUT_IDS
+
+    def __len__(self) -> int:
+        return len(self.widths)
+
+    @property
+    def strings(self) -> list[str]:
+        return labels_to_strings(self.digits, self.lengths)
+
+    def take(self, sel, pad_to: int = 1, width: int | None = None) -> Lines:
+        """The numbers ``sel``, cropped to their widest (rounded up to pad_to) or to ``width``."""
+        sel = np.asarray(sel)
+        widths = self.widths[sel]
+        w = output_width(widths, width, pad_to)
+        images = self.images[sel, :, : min(w, self.images.shape[2])]
+        if w > images.shape[2]:
+            images = np.pad(images, ((0, 0), (0, 0), (0, w - images.shape[2])))
+        return Lines(
+            np.ascontiguousarray(images),
+            widths,
+            self.digits[sel],
+            self.lengths[sel],
+            self.idx[sel],
+            self.layouts[sel],
+        )
+
+
+# --- labels --------------------------------------------------------------------------------------
+
+
+def labels_to_strings(digits: np.ndarray, lengths: np.ndarray) -> list[str]:
+    """(n, Lmax) digits + (n,) lengths -> the numbers as strings, leading zeros kept."""
+    digits = np.asarray(digits)
+    n, lmax = digits.shape
+    if lmax == 0:
+        return [""] * n
+    keep = np.arange(lmax) < np.asarray(lengths)[:, None]
+    chars = np.where(keep, digits.astype(np.uint8) + ord("0"), 0).astype(np.uint8)
+    return [s.decode() for s in np.ascontiguousarray(chars).view(f"S{lmax}").ravel()]
+
+
+def strings_to_labels(strings, max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Strings of digits -> (digits (n, Lmax) uint8, 255-padded; lengths (n,) uint8).
+
+    Lmax is ``max_len`` if given, else the longest string.
+    """
+    raw = [s.encode("ascii") for s in strings]
+    lengths = np.array([len(b) for b in raw], np.int64)
+    lmax = int(lengths.max(initial=0)) if max_len is None else max_len
+    if (lengths > lmax).any() or lmax >= PAD_LABEL:
+        raise ValueError(f"a string is longer than max_len={lmax} (or max_len >= 255)")
+    digits = np.full((len(raw), lmax), PAD_LABEL, np.uint8)
+    if raw:
+        flat = np.frombuffer(b"".join(raw), np.uint8) - ord("0")
+        if (flat > 9).any():
+            raise ValueError("strings must contain only the digits 0-9")
+        rows = np.repeat(np.arange(len(raw)), lengths)
+        cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        digits[rows, cols] = flat
+    return digits, lengths.astype(np.uint8)
+
+
+# --- which digits --------------------------------------------------------------------------------
 
 
 def class_index(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -51,50 +199,87 @@ def class_index(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return order, starts, counts
 
 
+def length_range(lengths) -> tuple[int, int]:
+    """An int L or a pair (lo, hi) -> (lo, hi), checked: 1 <= lo <= hi < 255."""
+    if isinstance(lengths, (bool, np.bool_)):
+        raise TypeError("lengths must be an int or (lo, hi); old positional leading_zero? "
+                        "use sample_fixed / pass leading_zero= by name")  # fmt: skip
+    lo, hi = (lengths, lengths) if np.isscalar(lengths) else lengths
+    lo, hi = int(lo), int(hi)
+    if not 1 <= lo <= hi < PAD_LABEL:
+        raise ValueError(f"lengths must satisfy 1 <= lo <= hi < 255, got {lengths}")
+    return lo, hi
+
+
 def sample_numbers(
     labels: np.ndarray,
     n: int,
     rng: np.random.Generator,
+    lengths=(N_DIGITS, N_DIGITS),
     leading_zero: bool = True,
     index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Draw n numbers uniformly and, per digit, a random pool image of that class.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw n numbers: a length uniform in [lo, hi], uniform digits, per digit a random pool
+    image of that class.
 
-    Returns (digits (n, 5) uint8, pool indices (n, 5) int64).
+    Returns (digits (n, hi) uint8 with 255 beyond each length, lengths (n,) uint8, pool indices
+    (n, hi) int64 with -1 beyond each length). Lengths are drawn only when lo != hi, so with
+    lengths=(5, 5) the draws are exactly the old ``sample_numbers``'s. ``leading_zero=False``
+    makes the first digit 1-9, except that a one-digit number may be 0.
     """
+    lo, hi = length_range(lengths)
     order, starts, counts = index if index is not None else class_index(labels)
-    digits = rng.integers(0, 10, size=(n, N_DIGITS), dtype=np.int64)
+    lens = rng.integers(lo, hi + 1, size=n) if lo != hi else np.full(n, hi, np.int64)
+    digits = rng.integers(0, 10, size=(n, hi), dtype=np.int64)
     if not leading_zero:
-        digits[:, 0] = rng.integers(1, 10, size=n)
-    offsets = (rng.random((n, N_DIGITS)) * counts[digits]).astype(np.int64)
+        first = rng.integers(1, 10, size=n)
+        digits[:, 0] = first if lo > 1 else np.where(lens == 1, digits[:, 0], first)
+    offsets = (rng.random((n, hi)) * counts[digits]).astype(np.int64)
     idx = order[starts[digits] + offsets]
-    return digits.astype(np.uint8), idx
+    if lo != hi:
+        pad = np.arange(hi) >= lens[:, None]
+        digits[pad] = PAD_LABEL
+        idx[pad] = PAD_INDEX
+    return digits.astype(np.uint8), lens.astype(np.uint8), idx
 
 
-# --- layouts -----------------------------------------------------------------------------------
+def sample_fixed(labels, n, rng, leading_zero=True, index=None) -> tuple[np.ndarray, np.ndarray]:
+    """The old ``sample_numbers``: n 5-digit numbers -> (digits (n, 5) uint8, idx (n, 5))."""
+    digits, _, idx = sample_numbers(labels, n, rng, (N_DIGITS, N_DIGITS), leading_zero, index)
+    return digits, idx
+
+
+# --- seed ----------------------------------------------------------------------------------------
 
 
 def compose_seed(digit_images: np.ndarray) -> np.ndarray:
-    """(n, 5, 28, 28) uint8 -> (n, 28, 140): digits side by side, no gaps."""
-    n = digit_images.shape[0]
-    return np.ascontiguousarray(digit_images.transpose(0, 2, 1, 3)).reshape(n, IMG_H, IMG_W)
+    """(n, L, 28, 28) uint8 -> (n, 28, 28*L): digits side by side, no gaps."""
+    n, length = digit_images.shape[:2]
+    out = np.ascontiguousarray(digit_images.transpose(0, 2, 1, 3))
+    return out.reshape(n, IMG_H, DIGIT_SIZE * length)
 
 
 def stitch_seed(pool: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``compose_seed(pool[idx])`` in one gather: (N, 28, 28) pool, (n, 5) idx -> (n, 28, 140).
+    """``compose_seed(pool[idx])`` in one gather: (N, 28, 28) pool, (n, L) idx -> (n, 28, 28*L).
 
     Each output row r of digit k is row r of pool image idx[n, k]; viewing a 28-pixel row as
     one opaque 28-byte item makes that a single ``np.take`` (~2x faster than gather + transpose).
     """
-    n = idx.shape[0]
+    n, length = idx.shape
     rows = np.ascontiguousarray(pool, dtype=np.uint8).reshape(-1, DIGIT_SIZE).view(f"V{DIGIT_SIZE}")
-    which = idx[:, None, :] * DIGIT_SIZE + np.arange(DIGIT_SIZE)[None, :, None]  # (n, 28, 5)
-    return np.take(rows[:, 0], which).view(np.uint8).reshape(n, IMG_H, IMG_W)
+    which = idx[:, None, :] * DIGIT_SIZE + np.arange(DIGIT_SIZE)[None, :, None]  # (n, 28, L)
+    return np.take(rows[:, 0], which).view(np.uint8).reshape(n, IMG_H, DIGIT_SIZE * length)
 
 
-def natural_draws(n: int, rng: np.random.Generator, p: NaturalParams) -> dict[str, np.ndarray]:
-    """All random numbers the natural layout needs for n images, drawn in a fixed order."""
-    shape = (n, N_DIGITS)
+# --- natural and touching: draws -----------------------------------------------------------------
+
+
+def natural_draws(
+    n: int, rng: np.random.Generator, p: NaturalParams, length: int = N_DIGITS
+) -> dict[str, np.ndarray]:
+    """All random numbers the natural layout needs for n numbers of ``length`` digits, drawn in
+    a fixed order (the old order at length 5)."""
+    shape = (n, length)
     slots = 1.0 + rng.uniform(-p.spacing_jitter, p.spacing_jitter, size=shape)
     margin = rng.uniform(0.0, p.margin, size=(n, 1))
     return {
@@ -108,52 +293,59 @@ def natural_draws(n: int, rng: np.random.Generator, p: NaturalParams) -> dict[st
     }
 
 
-def digit_centres(slots: np.ndarray, margin: np.ndarray) -> np.ndarray:
-    """Uneven slot widths scaled to fill the canvas after the margin -> centre x of each digit."""
+def touching_draws(
+    n: int, rng: np.random.Generator, p: NaturalParams, t: TouchingParams, length: int
+) -> dict[str, np.ndarray]:
+    """All random numbers the touching layout needs for n numbers of ``length`` digits."""
+    shape = (n, length)
+    return {
+        "scale": rng.uniform(p.scale[0], p.scale[1], size=shape),
+        "angle": np.deg2rad(rng.uniform(-p.rotation_deg, p.rotation_deg, size=shape)),
+        "shear": rng.uniform(-p.shear, p.shear, size=shape),
+        "dy": rng.uniform(-p.vertical_jitter, p.vertical_jitter, size=shape),
+        "stroke": rng.random(shape),
+        "gap": rng.uniform(t.gap_min, t.gap_max, size=(n, length - 1)),
+        "margin": rng.integers(int(t.margin[0]), int(t.margin[1]) + 1, size=(n, 2)),
+    }
+
+
+def digit_centres(slots: np.ndarray, margin: np.ndarray, width: int | None = None) -> np.ndarray:
+    """Uneven slot widths scaled to fill the canvas after the margins -> centre x of each digit.
+
+    ``width`` is the canvas width (default 28 * L).
+    """
     half = DIGIT_SIZE / 2
-    usable = IMG_W - 2 * margin  # (n, 1): margins on both sides
+    width = DIGIT_SIZE * slots.shape[1] if width is None else width
+    usable = width - 2 * margin  # (n, 1): margins on both sides
     widths = slots / slots.sum(axis=1, keepdims=True) * usable
     centres = margin + np.cumsum(widths, axis=1) - widths / 2
-    return np.clip(centres, half - 2, IMG_W - half + 2)  # never push ink off the canvas
+    return np.clip(centres, half - 2, width - half + 2)  # never push ink off the canvas
 
 
-def compose_natural(
-    digit_images: np.ndarray, rng: np.random.Generator, params: NaturalParams | None = None
-) -> np.ndarray:
-    """(n, 5, 28, 28) uint8 -> (n, 28, 140) uint8 in the natural layout."""
-    p = params or NaturalParams()
-    n = digit_images.shape[0]
-    d = natural_draws(n, rng, p)  # all draws first: output is independent of the block size
-    out = np.empty((n, IMG_H, IMG_W), np.uint8)
-    for start in range(0, n, BLOCK):  # blocks keep the float work inside the CPU caches
-        sl = slice(start, start + BLOCK)
-        out[sl] = render_natural(digit_images[sl], {k: v[sl] for k, v in d.items()}, p)
-    return out
+def touching_centres(gap: np.ndarray, pitch: float) -> np.ndarray:
+    """(n, L-1) gaps -> (n, L) centre x of each digit, the first at 14 (shifted later)."""
+    steps = np.concatenate([np.zeros((gap.shape[0], 1)), pitch + gap], axis=1)
+    return DIGIT_SIZE / 2 + np.cumsum(steps, axis=1)
 
 
-BLOCK = 512  # numbers per block
+# --- natural and touching: warp and paste -----------------------------------------------------
 
 
-def render_natural(digit_images: np.ndarray, d: dict[str, np.ndarray], p: NaturalParams):
-    """(n, 5, 28, 28) uint8 + the draws (from ``natural_draws``) -> (n, 28, 140) uint8."""
-    patches, x0, y0 = natural_patches(digit_images, d, p)
-    return paste(patches, x0, y0)
+def warp_digits(digit_images: np.ndarray, d: dict[str, np.ndarray], p: NaturalParams, centres):
+    """Thicken/thin, scale, rotate and shear each digit, and move it by the sub-pixel part of
+    its position (one batched ``grid_sample`` over all digits).
 
-
-def natural_patches(
-    digit_images: np.ndarray, d: dict[str, np.ndarray], p: NaturalParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Warp each digit and choose where it goes, keeping all its ink inside the canvas.
-
-    Returns (patches (n, 5, 28, 28) uint8, x0 (n, 5), y0 (n, 5)): the canvas column and row of
-    each patch's top-left corner (the patch is mostly blank margin, so x0/y0 may be negative).
+    digit_images (n, L, 28, 28) uint8; d the draws (scale, angle, shear, dy, stroke: (n, L));
+    centres (n, L): the canvas column of each digit's centre.
+    Returns (patches (n, L, 28, 28) uint8, left (n, L), top (n, L): the canvas column and row of
+    each patch's top-left corner before any clipping (whole numbers, float), ink: (first row,
+    last row, first column, last column) of each patch's ink (pixels > 0), each (n, L) int64).
     """
     import torch
     import torch.nn.functional as F
 
-    n = digit_images.shape[0]
-    m = n * N_DIGITS
-    centres = digit_centres(d["slots"], d["margin"])  # (n, 5) float
+    n, length = digit_images.shape[:2]
+    m = n * length
     left = np.floor(centres - DIGIT_SIZE / 2)
     frac_x = centres - DIGIT_SIZE / 2 - left  # sub-pixel part, done by the warp
     top = np.round(d["dy"])
@@ -161,7 +353,7 @@ def natural_patches(
 
     # Stroke thickness on the source digits (uint8, cheap): blend with a 3x3 dilation
     # (pen or marker) or erosion (fine pen).
-    x = digit_images.reshape(m, DIGIT_SIZE, DIGIT_SIZE)
+    x = np.ascontiguousarray(digit_images).reshape(m, DIGIT_SIZE, DIGIT_SIZE)
     stroke = d["stroke"].reshape(m)
     thick = np.flatnonzero(stroke < p.p_thick)
     thin = np.flatnonzero((stroke >= p.p_thick) & (stroke < p.p_thick + p.p_thin))
@@ -185,28 +377,78 @@ def natural_patches(
     grid = (theta_t @ base_grid()).reshape(m, 2, DIGIT_SIZE, DIGIT_SIZE).permute(0, 2, 3, 1)
     xt = torch.from_numpy(x).reshape(m, 1, DIGIT_SIZE, DIGIT_SIZE).float()
     xt = F.grid_sample(xt, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    patches = xt.round_().to(torch.uint8).reshape(n, N_DIGITS, DIGIT_SIZE, DIGIT_SIZE)
+    patches = xt.round_().to(torch.uint8).reshape(n, length, DIGIT_SIZE, DIGIT_SIZE)
 
-    # Jitter and uneven spacing may push a tall or edge digit past the canvas: shift it back
-    # just enough that its ink (rows/cols with any pixel > 0) stays inside. A warped digit is at
-    # most ~27 px tall (scale <= 1.1 of MNIST's 20-px box, rotated), so it always fits.
-    rows = (patches.amax(dim=3) > 0).numpy()  # (n, 5, 28)
+    rows = (patches.amax(dim=3) > 0).numpy()  # (n, L, 28)
     cols = (patches.amax(dim=2) > 0).numpy()
     last = DIGIT_SIZE - 1
-    y0 = np.clip(top, -rows.argmax(2), last - (last - rows[..., ::-1].argmax(2)))
-    x0 = np.clip(left, -cols.argmax(2), IMG_W - 1 - (last - cols[..., ::-1].argmax(2)))
-    return patches.numpy(), x0.astype(np.int64), y0.astype(np.int64)
+    ink = (
+        rows.argmax(2),
+        last - rows[..., ::-1].argmax(2),
+        cols.argmax(2),
+        last - cols[..., ::-1].argmax(2),
+    )
+    return patches.numpy(), left, top, ink
 
 
-def paste(patches: np.ndarray, x0: np.ndarray, y0: np.ndarray) -> np.ndarray:
-    """Paste (n, 5, 28, 28) patches at columns x0, rows y0 (n, 5) -> (n, 28, 140) uint8.
+def clip_rows(top: np.ndarray, ink) -> np.ndarray:
+    """Shift each patch vertically just enough that its ink stays in rows 0..27.
 
-    Overlapping strokes merge with max. The canvas is padded to take the blank margins of
-    patches that hang over the edge (natural_patches keeps all ink inside the canvas).
+    A warped digit is at most ~27 px tall (scale <= 1.1 of MNIST's 20-px box, rotated), so it
+    always fits.
     """
-    n = patches.shape[0]
-    pad = int(max(0, -x0.min(), x0.max() + DIGIT_SIZE - IMG_W, -y0.min(), y0.max()))
-    ph, pw = IMG_H + 2 * pad, IMG_W + 2 * pad
+    return np.clip(top, -ink[0], DIGIT_SIZE - 1 - ink[1]).astype(np.int64)
+
+
+def natural_patches(
+    digit_images: np.ndarray, d: dict[str, np.ndarray], p: NaturalParams, width: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Warp each digit and choose where it goes, keeping all its ink inside the canvas.
+
+    Returns (patches (n, L, 28, 28) uint8, x0 (n, L), y0 (n, L)): the canvas column and row of
+    each patch's top-left corner (the patch is mostly blank margin, so x0/y0 may be negative).
+    ``width`` is the canvas width (default 28 * L).
+    """
+    width = DIGIT_SIZE * digit_images.shape[1] if width is None else width
+    centres = digit_centres(d["slots"], d["margin"], width)  # (n, L) float
+    patches, left, top, ink = warp_digits(digit_images, d, p, centres)
+    # Jitter and uneven spacing may push a tall or edge digit past the canvas: shift it back
+    # just enough that its ink stays inside.
+    x0 = np.clip(left, -ink[2], width - 1 - ink[3])
+    return patches, x0.astype(np.int64), clip_rows(top, ink)
+
+
+def touching_patches(
+    digit_images: np.ndarray, d: dict[str, np.ndarray], p: NaturalParams, t: TouchingParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Warp each digit and place the digits ``pitch + gap`` apart, the ink starting after the
+    left margin.
+
+    Returns (patches (n, L, 28, 28) uint8, x0 (n, L), y0 (n, L), widths (n,) int64): widths =
+    first to last ink column of the number + the two margins.
+    """
+    centres = touching_centres(d["gap"], t.pitch)
+    patches, left, top, ink = warp_digits(digit_images, d, p, centres)
+    ink_left = (left + ink[2]).min(axis=1)
+    ink_right = (left + ink[3]).max(axis=1)
+    margin = d["margin"]
+    x0 = (left - ink_left[:, None] + margin[:, :1]).astype(np.int64)
+    widths = (ink_right - ink_left + 1).astype(np.int64) + margin[:, 0] + margin[:, 1]
+    return patches, x0, clip_rows(top, ink), widths
+
+
+def paste(patches: np.ndarray, x0: np.ndarray, y0: np.ndarray, width: int | None = None):
+    """Paste (n, L, 28, 28) patches at columns x0, rows y0 (n, L) -> (n, 28, width) uint8.
+
+    ``width`` defaults to 28 * L. Overlapping strokes merge with max. The canvas is padded to
+    take the blank margins of patches that hang over the edge (the callers keep all ink inside).
+    """
+    n, length = patches.shape[:2]
+    width = DIGIT_SIZE * length if width is None else width
+    if n == 0:
+        return np.zeros((0, IMG_H, width), np.uint8)
+    pad = int(max(0, -x0.min(), x0.max() + DIGIT_SIZE - width, -y0.min(), y0.max()))
+    ph, pw = IMG_H + 2 * pad, width + 2 * pad
     canvas = np.zeros((n, ph, pw), np.uint8)
     # Every 28x28 window of every canvas as a view: window (j, y, x) is canvas[j, y:y+28, x:x+28].
     s0, s1, s2 = canvas.strides
@@ -217,10 +459,10 @@ def paste(patches: np.ndarray, x0: np.ndarray, y0: np.ndarray) -> np.ndarray:
         writeable=True,
     )
     rows = np.arange(n)
-    for i in range(N_DIGITS):  # one gather/max/scatter per position, not per sample
+    for i in range(length):  # one gather/max/scatter per position, not per sample
         at = (rows, y0[:, i] + pad, x0[:, i] + pad)
         windows[at] = np.maximum(windows[at], patches[:, i])
-    return canvas[:, pad : pad + IMG_H, pad : pad + IMG_W]
+    return canvas[:, pad : pad + IMG_H, pad : pad + width]
 
 
 @functools.cache
@@ -240,6 +482,155 @@ def neighbourhood(x: np.ndarray, reduce) -> np.ndarray:
     return reduce(reduce(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
 
 
+# --- rendering in blocks -------------------------------------------------------------------------
+
+BLOCK_DIGITS = 2560  # digits per block (512 five-digit numbers): keeps the float work in cache
+
+
+def block_slices(n: int, length: int):
+    step = max(1, BLOCK_DIGITS // length)
+    return [slice(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+def render_natural(digit_images: np.ndarray, d: dict[str, np.ndarray], p: NaturalParams):
+    """(n, L, 28, 28) uint8 + the draws (from ``natural_draws``) -> (n, 28, 28*L) uint8."""
+    patches, x0, y0 = natural_patches(digit_images, d, p)
+    return paste(patches, x0, y0)
+
+
+def render_touching(digit_images, d, p: NaturalParams, t: TouchingParams):
+    """(n, L, 28, 28) + the draws (``touching_draws``) -> (images (n, 28, max width), widths)."""
+    patches, x0, y0, widths = touching_patches(digit_images, d, p, t)
+    return paste(patches, x0, y0, int(widths.max(initial=0))), widths
+
+
+def compose_natural(
+    digit_images: np.ndarray, rng: np.random.Generator, params: NaturalParams | None = None
+) -> np.ndarray:
+    """(n, L, 28, 28) uint8 -> (n, 28, 28*L) uint8 in the natural layout."""
+    p = params or NaturalParams()
+    n, length = digit_images.shape[:2]
+    d = natural_draws(n, rng, p, length)  # all draws first: output is independent of the block
+    out = np.empty((n, IMG_H, DIGIT_SIZE * length), np.uint8)
+    for sl in block_slices(n, length):
+        out[sl] = render_natural(digit_images[sl], {k: v[sl] for k, v in d.items()}, p)
+    return out
+
+
+def compose_touching(
+    digit_images: np.ndarray,
+    rng: np.random.Generator,
+    params: NaturalParams | None = None,
+    touching: TouchingParams | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n, L, 28, 28) uint8 -> (images (n, 28, widest) uint8, widths (n,)) in the touching
+    layout."""
+    pool = digit_images.reshape(-1, DIGIT_SIZE, DIGIT_SIZE)
+    idx = np.arange(len(pool)).reshape(digit_images.shape[:2])
+    n, length = idx.shape
+    layouts = np.full(n, LAYOUT_IDS["touching"], np.uint8)
+    return compose_lines(pool, idx, np.full(n, length), layouts, rng, params, touching)
+
+
+def output_width(widths: np.ndarray, width: int | None, pad_to: int) -> int:
+    """The image width for numbers of these widths: ``width`` if given (it must fit them all),
+    else the widest rounded up to a multiple of pad_to."""
+    widest = int(widths.max(initial=0))
+    if width is not None:
+        if widest > width:
+            raise ValueError(f"a number is {widest} px wide, more than width={width}")
+        return int(width)
+    return -(-widest // pad_to) * pad_to
+
+
+def _put(out: np.ndarray, rows: np.ndarray, img: np.ndarray) -> None:
+    """out[rows, :, :w] = img, with a plain slice when rows are consecutive."""
+    w = img.shape[2]
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        out[rows[0] : rows[-1] + 1, :, :w] = img
+    else:
+        out[rows, :, :w] = img
+
+
+def compose_lines(
+    pool: np.ndarray,
+    idx: np.ndarray,
+    lengths: np.ndarray,
+    layouts: np.ndarray,
+    rng: np.random.Generator,
+    params: NaturalParams | None = None,
+    touching: TouchingParams | None = None,
+    width: int | None = None,
+    pad_to: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Compose numbers from pool digits idx[i, :lengths[i]], each in its layout (LAYOUT_IDS).
+
+    Returns (images (n, 28, W) uint8 padded on the right with 0, widths (n,) int32), W = the
+    widest rounded up to a multiple of pad_to, or ``width``. Work is batched per (layout,
+    length) group; the draws go natural groups by ascending length, then touching groups.
+    """
+    p = params or NaturalParams()
+    t = touching or TouchingParams()
+    idx = np.asarray(idx)
+    n = len(idx)
+    lengths = np.asarray(lengths, np.int64)
+    layouts = np.asarray(layouts, np.int64)
+    if n and not np.isin(layouts, list(LAYOUT_IDS.values())).all():
+        raise ValueError(f"unknown layout id in {np.unique(layouts)}")
+    key = layouts * 1024 + lengths
+    order = np.argsort(key, kind="stable")  # rows ascending within each group
+    keys, starts = np.unique(key[order], return_index=True)
+    groups = (
+        [
+            (int(k) // 1024, int(k) % 1024, rows)
+            for k, rows in zip(keys, np.split(order, starts[1:]), strict=True)
+        ]
+        if n
+        else []
+    )
+    seed, natural = LAYOUT_IDS["seed"], LAYOUT_IDS["natural"]
+
+    # 1. Draws, in group order: each group's draws all before the next group's.
+    draws = []
+    for lay, length, rows in groups:
+        if lay == natural:
+            draws.append(natural_draws(len(rows), rng, p, length))
+        elif lay == seed:
+            draws.append(None)
+        else:
+            draws.append(touching_draws(len(rows), rng, p, t, length))
+
+    # 2. Touching first (their widths decide the image width), kept as blocks.
+    widths = np.zeros(n, np.int32)
+    pieces = []
+    for (lay, length, rows), d in zip(groups, draws, strict=True):
+        if lay in (seed, natural):
+            widths[rows] = DIGIT_SIZE * length
+            continue
+        for sl in block_slices(len(rows), length):
+            r = rows[sl]
+            img, w = render_touching(pool[idx[r, :length]], {k: v[sl] for k, v in d.items()}, p, t)
+            widths[r] = w
+            pieces.append((r, img))
+    out_w = output_width(widths, width, pad_to)
+    if len(groups) == 1 and groups[0][0] == seed and out_w == DIGIT_SIZE * groups[0][1]:
+        return stitch_seed(pool, idx[:, : groups[0][1]]), widths  # all seed: one gather
+
+    # 3. Seed and natural straight into the output, then the touching blocks.
+    out = np.zeros((n, IMG_H, out_w), np.uint8)
+    for (lay, length, rows), d in zip(groups, draws, strict=True):
+        if lay == seed:
+            _put(out, rows, stitch_seed(pool, idx[rows, :length]))
+        elif lay == natural:
+            for sl in block_slices(len(rows), length):
+                r = rows[sl]
+                dig = pool[idx[r, :length]]
+                _put(out, r, render_natural(dig, {k: v[sl] for k, v in d.items()}, p))
+    for r, img in pieces:
+        _put(out, r, img)
+    return out, widths
+
+
 def compose(
     pool: np.ndarray,
     idx: np.ndarray,
@@ -247,19 +638,38 @@ def compose(
     rng: np.random.Generator,
     params: NaturalParams | None = None,
 ) -> np.ndarray:
-    """Compose numbers from pool digits ``idx`` (n, 5), each in its layout (``LAYOUT_IDS``)."""
-    out = stitch_seed(pool, idx)
-    nat = np.flatnonzero(layouts == LAYOUT_IDS["natural"])
-    if nat.size:
-        out[nat] = compose_natural(pool[idx[nat]], rng, params)
-    return out
+    """Compose numbers of one length from pool digits ``idx`` (n, L), each in its layout
+    (seed or natural) -> (n, 28, 28*L). Same as the old ``compose`` at L = 5."""
+    if (np.asarray(layouts) == LAYOUT_IDS["touching"]).any():
+        raise ValueError("compose takes seed and natural; use compose_lines for touching")
+    n, length = idx.shape
+    return compose_lines(pool, idx, np.full(n, length), layouts, rng, params)[0]
 
 
-def draw_layouts(layout: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n,) uint8 layout ids for a layout name: 'seed', 'natural' or 'mixed' (half and half)."""
-    if layout == "mixed":
-        return rng.integers(0, 2, size=n).astype(np.uint8)
-    return np.full(n, LAYOUT_IDS[layout], np.uint8)
+# --- layouts and the generator -------------------------------------------------------------------
+
+
+def draw_layouts(layout, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n,) uint8 layout ids for a layout name ('seed', 'natural', 'touching'), a mix name
+    ('mixed': half seed half natural, drawn as before; 'mix3': see LAYOUT_MIXES) or a
+    {layout name: weight} dict (weights are normalized)."""
+    if isinstance(layout, str) and layout == "mixed":
+        return rng.integers(0, 2, size=n).astype(np.uint8)  # the old draw, kept byte for byte
+    if isinstance(layout, str) and layout in LAYOUT_IDS:
+        return np.full(n, LAYOUT_IDS[layout], np.uint8)
+    if isinstance(layout, str):
+        if layout not in LAYOUT_MIXES:
+            raise ValueError(f"unknown layout {layout!r}: one of "
+                             f"{sorted(LAYOUT_IDS) + sorted(LAYOUT_MIXES)} or a dict")  # fmt: skip
+        layout = LAYOUT_MIXES[layout]
+    names = list(layout)
+    weights = np.array([layout[k] for k in names], np.float64)
+    if (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"layout weights must be >= 0 and not all 0: {layout}")
+    ids = np.array([LAYOUT_IDS[k] for k in names], np.uint8)
+    cum = np.cumsum(weights / weights.sum())
+    pick = np.searchsorted(cum, rng.random(n), side="right")
+    return ids[np.minimum(pick, len(ids) - 1)]
 
 
 def generate(
@@ -267,12 +677,103 @@ def generate(
     labels: np.ndarray,
     n: int,
     rng: np.random.Generator,
-    layout: str = "mixed",
+    layout="mixed",
     leading_zero: bool = True,
     params: NaturalParams | None = None,
     index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """n numbers from a digit pool -> (images (n,28,140), digits (n,5), pool idx (n,5), layouts)."""
-    digits, idx = sample_numbers(labels, n, rng, leading_zero, index)
+    *,
+    lengths=(N_DIGITS, N_DIGITS),
+    touching: TouchingParams | None = None,
+    width: int | None = None,
+    pad_to: int = 1,
+) -> Lines:
+    """n numbers from a digit pool (images (N, 28, 28), labels (N,)) -> ``Lines``.
+
+    lengths: an int or (lo, hi), each number's length uniform in [lo, hi]. layout: see
+    ``draw_layouts``. Images are padded on the right with black to the widest number rounded
+    up to a multiple of pad_to, or to ``width``. With the defaults (5 digits, 'mixed') the draws
+    and images are the old ``generate``'s.
+    """
+    digits, lens, idx = sample_numbers(labels, n, rng, lengths, leading_zero, index)
     lay = draw_layouts(layout, n, rng)
-    return compose(images, idx, lay, rng, params), digits, idx, lay
+    img, widths = compose_lines(images, idx, lens, lay, rng, params, touching, width, pad_to)
+    return Lines(img, widths, digits, lens, idx, lay)
+
+
+def generate_fixed(
+    images: np.ndarray,
+    labels: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    layout="mixed",
+    leading_zero: bool = True,
+    params: NaturalParams | None = None,
+    index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    length: int = N_DIGITS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The old ``generate``: n numbers of ``length`` digits -> (images (n, 28, 28*length),
+    digits (n, length), pool idx (n, length), layouts). Byte-identical to it at length 5."""
+    lines = generate(
+        images, labels, n, rng, layout, leading_zero, params, index,
+        lengths=(length, length), width=DIGIT_SIZE * length,
+    )  # fmt: skip
+    return lines.images, lines.digits, lines.idx, lines.layouts
+
+
+# --- batches of similar widths, for training -----------------------------------------------------
+
+
+def bucket_batches(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    n_batches: int,
+    rng: np.random.Generator,
+    layout="mix3",
+    lengths=(1, 12),
+    pad_to: int = 32,
+    leading_zero: bool = True,
+    params: NaturalParams | None = None,
+    touching: TouchingParams | None = None,
+    index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> list[Lines]:
+    """``n_batches`` batches of similar widths: draw batch_size * n_batches numbers, sort them
+    by width, cut into batches, crop each to its widest rounded up to a multiple of pad_to, and
+    return them in random order. Every number is used once, so the numbers are distributed as
+    with ``generate``; only which numbers share a batch changes. A larger n_batches gives
+    tighter batches (less padding)."""
+    lines = generate(
+        images, labels, batch_size * n_batches, rng, layout, leading_zero, params, index,
+        lengths=lengths, touching=touching,
+    )  # fmt: skip
+    order = np.argsort(lines.widths, kind="stable")
+    batches = [lines.take(order[b * batch_size : (b + 1) * batch_size], pad_to)
+               for b in range(n_batches)]  # fmt: skip
+    return [batches[b] for b in rng.permutation(n_batches)]
+
+
+def length_batch(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    layout="mix3",
+    lengths=(1, 12),
+    pad_to: int = 32,
+    leading_zero: bool = True,
+    params: NaturalParams | None = None,
+    touching: TouchingParams | None = None,
+    index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> Lines:
+    """One batch whose numbers all have one length L (drawn uniformly in [lo, hi]), padded to
+    a multiple of pad_to; digits/idx are padded to (batch_size, hi) like ``generate``'s."""
+    lo, hi = length_range(lengths)
+    length = int(rng.integers(lo, hi + 1))
+    lines = generate(
+        images, labels, batch_size, rng, layout, leading_zero, params, index,
+        lengths=(length, length), touching=touching, pad_to=pad_to,
+    )  # fmt: skip
+    extra = ((0, 0), (0, hi - length))
+    lines.digits = np.pad(lines.digits, extra, constant_values=PAD_LABEL)
+    lines.idx = np.pad(lines.idx, extra, constant_values=PAD_INDEX)
+    return lines

@@ -1,6 +1,8 @@
-"""Torch data sources: fresh sequences generated forever from a split's MNIST digits, and
-batches from a stored dataset split. Both yield whole batches (uint8 images, int64 labels)
-so workers do the composing; batch b of epoch e depends only on (seed, rank, e, b)."""
+"""Torch data sources: fresh numbers generated forever from a split's MNIST digits (fixed
+5-digit images, or lines of any length grouped by length), and batches from a stored dataset
+split. All yield whole batches ``(images uint8 (B, 28, W), digits int64 (B, L), lengths (B,),
+widths (B,))`` so workers do the composing; batch b of epoch e depends only on
+(seed, rank, e, b)."""
 
 from __future__ import annotations
 
@@ -76,7 +78,7 @@ class StreamBatches(_Batches):
         self.index = compose.class_index(labels)
 
     def batch(self, epoch: int, b: int):
-        img, digits, _, _ = compose.generate(
+        img, digits, _, _ = compose.generate_fixed(
             self.images,
             self.labels,
             self.batch_size,
@@ -86,7 +88,55 @@ class StreamBatches(_Batches):
             self.params,
             self.index,
         )
-        return torch.from_numpy(img), torch.from_numpy(digits.astype(np.int64))
+        return fixed_batch(img, digits)
+
+
+class LineBatches(_Batches):
+    """Fresh lines of any length for the CTC reader: each batch holds numbers of one length
+    (drawn uniformly in ``lengths``), padded to a multiple of ``pad_to`` columns, so a trainer
+    sees a handful of shapes and little padding."""
+
+    def __init__(self, images, labels, batch_size, steps, seed, layout="mix3", rank=0,
+                 lengths=(1, 12), pad_to=32):  # fmt: skip
+        super().__init__(steps, seed, rank)
+        self.images, self.labels = images, labels
+        self.batch_size, self.layout, self.lengths, self.pad_to = (
+            batch_size,
+            layout,
+            lengths,
+            pad_to,
+        )
+        self.index = compose.class_index(labels)
+
+    def batch(self, epoch: int, b: int):
+        lines = compose.length_batch(
+            self.images, self.labels, self.batch_size, self.rng(epoch, b), self.layout,
+            self.lengths, self.pad_to, index=self.index,
+        )  # fmt: skip
+        return line_batch(lines)
+
+
+def fixed_batch(images: np.ndarray, digits: np.ndarray):
+    """A 5-digit batch in the common 4-tuple form."""
+    n, length = digits.shape
+    return (
+        torch.from_numpy(np.array(images, dtype=np.uint8)),  # a copy: memmaps are read-only
+        torch.from_numpy(digits.astype(np.int64)),
+        torch.full((n,), length, dtype=torch.int64),
+        torch.full((n,), images.shape[-1], dtype=torch.int64),
+    )
+
+
+def line_batch(lines: compose.Lines):
+    """A ``Lines`` batch in the common 4-tuple form (digit padding 255 -> 0: masked by lengths)."""
+    digits = lines.digits.astype(np.int64)
+    digits[digits > 9] = 0
+    return (
+        torch.from_numpy(np.ascontiguousarray(lines.images)),
+        torch.from_numpy(digits),
+        torch.from_numpy(lines.lengths.astype(np.int64)),
+        torch.from_numpy(lines.widths.astype(np.int64)),
+    )
 
 
 class StoredBatches(_Batches):
@@ -110,8 +160,7 @@ class StoredBatches(_Batches):
         perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
         start = (b * self.world + self.rank_) * self.batch_size
         idx = np.sort(perm[start : start + self.batch_size])  # sorted: memmap-friendly reads
-        img = np.asarray(self.split.images[idx])
-        return torch.from_numpy(img), torch.from_numpy(self.split.labels[idx].astype(np.int64))
+        return fixed_batch(np.asarray(self.split.images[idx]), self.split.labels[idx])
 
 
 def loader(batches: _Batches, workers: int, pin: bool = False) -> DataLoader:
@@ -128,5 +177,27 @@ def loader(batches: _Batches, workers: int, pin: bool = False) -> DataLoader:
 def fixed_set(images, labels, n: int, seed: int, layout: str = "mixed"):
     """A fixed in-memory set (e.g. for validation): (uint8 images, int64 labels, layouts)."""
     rng = np.random.default_rng([seed, 1_000_003])
-    img, digits, _, lay = compose.generate(images, labels, n, rng, layout)
+    img, digits, _, lay = compose.generate_fixed(images, labels, n, rng, layout)
     return torch.from_numpy(img), torch.from_numpy(digits.astype(np.int64)), lay
+
+
+def line_set(images, labels, n: int, seed: int, layout="mix3", lengths=(1, 12), pad_to=32,
+             batch_size: int = 256) -> list[tuple]:  # fmt: skip
+    """A fixed validation set of lines as batches of similar width (sorted by width, each
+    padded to its widest rounded up to ``pad_to``): few shapes, little padding, stable order."""
+    rng = np.random.default_rng([seed, 1_000_003])
+    lines = compose.generate(images, labels, n, rng, layout, lengths=lengths)
+    order = np.argsort(lines.widths, kind="stable")
+    return [
+        line_batch(lines.take(order[i : i + batch_size], pad_to)) for i in range(0, n, batch_size)
+    ]
+
+
+def split_batches(split: storage.Split, n: int, batch_size: int = 1024) -> list[tuple]:
+    """The first n numbers of a stored 5-digit split as batches in the common form."""
+    n = min(n, len(split))
+    return [
+        fixed_batch(np.asarray(split.images[i : min(i + batch_size, n)]),
+                    split.labels[i : min(i + batch_size, n)])
+        for i in range(0, n, batch_size)
+    ]  # fmt: skip

@@ -137,7 +137,7 @@ def write_realistic_set(
     p = params or RealisticParams()
     data = data or mnist.load()
     rng = np.random.default_rng([seed, 4])
-    digits, idx = compose.sample_numbers(data.test_labels, n, rng)
+    digits, idx = compose.sample_fixed(data.test_labels, n, rng)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:

@@ -86,7 +86,7 @@ def write_split(
         with tqdm(total=n, desc=f"{split:>5}", unit="seq", disable=not progress) as bar:
             for start in range(0, n, CHUNK):
                 k = min(CHUNK, n - start)
-                img, digits, idx, lay = compose.generate(
+                img, digits, idx, lay = compose.generate_fixed(
                     images, labels, k, rng, cfg.layout, cfg.leading_zero, cfg.natural, index
                 )
                 chunk = {"images": img, "labels": digits, "sources": idx + offset, "layouts": lay}

@@ -1,24 +1,23 @@
-"""The model registry. Every model maps (N, 1, 28, 140) float images in [0, 1] (white ink on
-black) to (N, 5, 10) logits; normalization lives inside the model so exports carry it."""
+"""The model registry: name -> constructor, its default hyper-parameters and its kind.
+
+'fixed' models map (N, 1, 28, 140) images in [0, 1] (white ink on black) to (N, 5, 10) logits;
+'ctc' models map (N, 1, 28, W) lines to (N, W/4, 11) frame logits (blank + 10 digits)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 from torch import nn
-
-from digitseq.core.constants import IMG_H, IMG_W, N_DIGITS
-
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of MNIST pixels / 255, applied inside every model
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 DEFAULTS: dict[str, dict] = {}
+KINDS: dict[str, str] = {}
 
 
-def register(name: str, **defaults):
+def register(name: str, kind: str, **defaults):
     def wrap(fn):
         MODELS[name] = fn
+        KINDS[name] = kind
         DEFAULTS[name] = defaults
         return fn
 
@@ -44,81 +43,24 @@ def model_hparams(arch: str, **hparams) -> dict:
     return {**DEFAULTS[arch], **hparams}
 
 
-class Normalize(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - MNIST_MEAN) / MNIST_STD
-
-
-def conv_bn(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
-
-
-class MultiHead(nn.Module):
-    """Conv trunk over the whole 28x140 image, then five 10-way heads over a shared FC layer
-    (Goodfellow et al. 2013): every head sees the whole number, so digits may sit anywhere."""
-
-    def __init__(self, channels=(16, 32, 64), hidden=256, reduce=0, dropout=0.2, depth=None):
-        super().__init__()
-        layers: list[nn.Module] = [Normalize()]
-        cin = 1
-        depth = depth or (2,) * len(channels)  # convs per stage
-        for c, d in zip(channels, depth, strict=True):  # each stage: d 3x3 convs, 2x2 max-pool
-            for _ in range(d):
-                layers += conv_bn(cin, c)
-                cin = c
-            layers += [nn.MaxPool2d(2)]
-        if reduce:  # optional 1x1 conv to shrink the flattened feature
-            layers += [nn.Conv2d(cin, reduce, 1, bias=False), nn.BatchNorm2d(reduce), nn.ReLU(True)]
-            cin = reduce
-        self.trunk = nn.Sequential(*layers)
-        h, w = IMG_H, IMG_W
-        for _ in channels:
-            h, w = h // 2, w // 2
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(cin * h * w, hidden),
-            nn.ReLU(True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, N_DIGITS * 10),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 1, 28, 140) -> (N, 5, 10)
-        return self.head(self.trunk(x)).view(-1, N_DIGITS, 10)
-
-
-class SeedSlices(nn.Module):
-    """The original project's approach: one LeNet-style digit CNN applied to five fixed
-    28-pixel slices. A baseline: it cannot cope with digits that leave their slot."""
-
-    def __init__(self, c1=32, c2=64, hidden=128, dropout=0.25):
-        super().__init__()
-        self.digit = nn.Sequential(
-            Normalize(),
-            nn.Conv2d(1, c1, 5, padding=2),
-            nn.ReLU(True),
-            nn.MaxPool2d(2),  # 14x14
-            nn.Conv2d(c1, c2, 5, padding=2),
-            nn.ReLU(True),
-            nn.MaxPool2d(2),  # 7x7
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(c2 * 7 * 7, hidden),
-            nn.ReLU(True),
-            nn.Linear(hidden, 10),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 1, 28, 140) -> (N, 5, 10)
-        n = x.shape[0]
-        slices = x.reshape(n, 1, IMG_H, N_DIGITS, IMG_H).permute(0, 3, 1, 2, 4)  # (N,5,1,28,28)
-        return self.digit(slices.reshape(n * N_DIGITS, 1, IMG_H, IMG_H)).view(n, N_DIGITS, 10)
-
-
-register("multihead", channels=(16, 32, 64), hidden=256, reduce=0, dropout=0.2, depth=None)(
-    MultiHead
-)
-register("seed-slices", c1=32, c2=64, hidden=128, dropout=0.25)(SeedSlices)
+def kind(arch: str) -> str:
+    """'fixed' (five 10-way heads over a 28x140 input) or 'ctc' (a line reader, any length)."""
+    return KINDS[arch]
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def _register_builtin() -> None:
+    from digitseq.models.ctc import CTCReader
+    from digitseq.models.fixed import MultiHead, SeedSlices
+
+    register(
+        "multihead", "fixed", channels=(16, 32, 64), hidden=256, reduce=0, dropout=0.2, depth=None
+    )(MultiHead)
+    register("seed-slices", "fixed", c1=32, c2=64, hidden=128, dropout=0.25)(SeedSlices)
+    register("ctc", "ctc", channels=(32, 64, 128), hidden=256, context=3, dropout=0.1)(CTCReader)
+
+
+_register_builtin()

@@ -3,7 +3,7 @@ No torch here, so the command line can build its options from these dataclasses 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,9 @@ class AugmentConfig:
 class TrainConfig:
     arch: str = "multihead"
     hparams: dict = field(default_factory=dict)
-    layout: str = "mixed"  # of the on-the-fly training numbers
+    layout: str = "mixed"  # of the on-the-fly training numbers (ctc: "mix3" adds touching)
+    lengths: tuple[int, int] = (5, 5)  # digits per training number, drawn uniformly (ctc only)
+    pad_to: int = 32  # line widths rounded up to this (few shapes: oneDNN builds one per shape)
     data: str | None = None  # a stored dataset folder instead of on-the-fly numbers
     epochs: int = 12
     steps_per_epoch: int = 500
@@ -56,8 +58,14 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         d = dict(d)
         d["augment"] = AugmentConfig(**d.get("augment", {}))
+        if "lengths" in d:
+            d["lengths"] = tuple(d["lengths"])
         return cls(**d)
 
+
+# Lines are up to 12 digits wide: rotating or zooming about the batch centre would move the ink
+# of a long line far more than that of a digit, so lines get gentler global warps.
+LINE_AUGMENT = AugmentConfig(rotation_deg=2.0, scale=0.06, shift_x=3.0, shift_y=2.0, shear=0.12)
 
 PRESETS = {
     # seconds: for tests and smoke runs
@@ -73,10 +81,52 @@ PRESETS = {
         workers=0,
         augment=AugmentConfig(enabled=False),
     ),
-    # ~10 minutes on 2 CPU cores (make demo)
-    "demo": TrainConfig(epochs=8, steps_per_epoch=440, batch_size=128, lr=3e-3),
-    # the bundled model: wider, trained long on a GPU
+    # the CTC line reader in seconds: for tests and smoke runs
+    "ctc-tiny": TrainConfig(
+        arch="ctc",
+        hparams={"channels": [8, 16, 32], "hidden": 64, "context": 1, "dropout": 0.0},
+        layout="seed",
+        lengths=(1, 6),
+        epochs=2,
+        steps_per_epoch=40,
+        batch_size=32,
+        lr=1e-2,
+        val_size=300,
+        ema=True,
+        ema_decay=0.9,
+        workers=0,
+        augment=LINE_AUGMENT,
+    ),
+    # make demo: a CTC reader for 1-12 digits, ~12 minutes on 2 CPU cores
+    "demo": TrainConfig(
+        arch="ctc",
+        hparams={"channels": [16, 32, 64], "hidden": 128, "context": 2, "dropout": 0.05},
+        layout="mix3",
+        lengths=(1, 12),
+        epochs=6,
+        steps_per_epoch=300,
+        batch_size=64,
+        lr=3e-3,
+        val_size=2000,
+        augment=LINE_AUGMENT,
+    ),
+    # the bundled CTC reader: trained on a GPU (or ~90 minutes of CPU with --time-limit)
     "bundle": TrainConfig(
+        arch="ctc",
+        hparams={"channels": [32, 64, 128], "hidden": 256, "context": 3, "dropout": 0.1},
+        layout="mix3",
+        lengths=(1, 12),
+        epochs=30,
+        steps_per_epoch=800,
+        batch_size=256,
+        lr=2e-3,
+        val_size=10_000,
+        workers=8,
+        augment=replace(LINE_AUGMENT, elastic=1.0),
+    ),
+    # the 5-digit baselines (multihead): a demo-sized run and the former bundle
+    "multihead-demo": TrainConfig(epochs=8, steps_per_epoch=440, batch_size=128, lr=3e-3),
+    "multihead-bundle": TrainConfig(
         hparams={"channels": [32, 64, 128], "hidden": 384, "reduce": 48},
         epochs=20,
         steps_per_epoch=600,

@@ -12,9 +12,9 @@ import itertools
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -37,26 +37,175 @@ from digitseq.training.loop import (
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Run:
+    """Everything a training run holds between steps."""
+
+    cfg: TrainConfig
+    out: Path
+    rank: int
+    world: int
+    dev: torch.device
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model as trained: DDP- and/or compile-wrapped
+    ema: Ema | None
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    gen: torch.Generator
+    history: list[dict] = field(default_factory=list)
+    start_epoch: int = 0
+    best: float = -1.0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def judged(self) -> torch.nn.Module:  # the weights that are validated and saved
+        return self.ema.module if self.ema is not None else self.model
+
+
 def build_data(cfg: TrainConfig, rank: int, world: int, mnist_dir):
-    """(training batches, val images, val labels) from on-the-fly numbers or a stored dataset."""
+    """(training batches, val batches) from on-the-fly numbers or a stored 5-digit dataset."""
     if cfg.data:
         train = storage.load_split(Path(cfg.data), "train")
         val = storage.load_split(Path(cfg.data), "val")
-        n = min(cfg.val_size, len(val))
         batches = loaders.StoredBatches(
             train, cfg.batch_size, cfg.steps_per_epoch, cfg.seed, rank, world
         )
-        vimg = torch.from_numpy(np.array(val.images[:n]))
-        vlab = torch.from_numpy(val.labels[:n].astype(np.int64))
-        return batches, vimg, vlab
+        return batches, loaders.split_batches(val, cfg.val_size)
     m = mnist.load(mnist_dir)
     timg, tlab, _ = mnist.split_pool(m, "train")
     vpool, vlabels, _ = mnist.split_pool(m, "val")
+    if registry.kind(cfg.arch) == "ctc":
+        batches = loaders.LineBatches(
+            timg, tlab, cfg.batch_size, cfg.steps_per_epoch, cfg.seed, cfg.layout, rank,
+            cfg.lengths, cfg.pad_to,
+        )  # fmt: skip
+        val = loaders.line_set(
+            vpool, vlabels, cfg.val_size, cfg.seed, cfg.layout, cfg.lengths, cfg.pad_to
+        )
+        return batches, val
     batches = loaders.StreamBatches(
         timg, tlab, cfg.batch_size, cfg.steps_per_epoch, cfg.seed, cfg.layout, rank
     )
     vimg, vlab, _ = loaders.fixed_set(vpool, vlabels, cfg.val_size, cfg.seed, cfg.layout)
-    return batches, vimg, vlab
+    return batches, [loaders.fixed_batch(vimg[i : i + 1024].numpy(), vlab[i : i + 1024].numpy())
+                     for i in range(0, len(vimg), 1024)]  # fmt: skip
+
+
+def build(cfg: TrainConfig, out: Path, device: str) -> Run:
+    """Model, EMA, DDP/compile wrappers, AdamW (no decay on biases/norms), schedule, generator."""
+    rank, world, dev = setup_distributed(device)
+    torch.manual_seed(cfg.seed)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        model = registry.build_model(cfg.arch, **cfg.hparams)
+    except (ValueError, TypeError) as e:
+        raise DigitseqError(str(e)) from None
+    model = model.to(dev, memory_format=torch.channels_last)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev] if dev.type == "cuda" else None
+        )
+    if cfg.compile:
+        net = torch.compile(net, dynamic=registry.kind(cfg.arch) == "ctc")
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+    )
+    gen = torch.Generator(device=dev).manual_seed(cfg.seed * 1000 + rank)
+    ema = Ema(model, cfg.ema_decay) if cfg.ema else None
+    return Run(cfg, out, rank, world, dev, model, net, ema, opt, make_scheduler(opt, cfg), gen)
+
+
+def restore(run: Run) -> None:
+    """Continue from last.pth: weights, optimizer, schedule, EMA, generator, history."""
+    state = torch.load(run.out / "last.pth", map_location=run.dev, weights_only=True)
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    if run.ema is not None and "ema" in state:
+        run.ema.load_state_dict(state["ema"])
+    gen = state["generator"]
+    run.gen.set_state(gen.to("cpu") if run.dev.type == "cpu" else gen)
+    run.start_epoch, run.best = int(state["epoch"]) + 1, float(state["best"])
+    run.history = json.loads((run.out / "history.json").read_text())[: run.start_epoch]
+
+
+def write_config(run: Run) -> None:
+    files.write_json(
+        run.out / "config.json",
+        {
+            "model": checkpoint.model_config(run.cfg.arch, run.cfg.hparams),
+            "train": run.cfg.to_dict(),
+            "parameters": registry.count_parameters(run.model),
+            "device": str(run.dev),
+            "world_size": run.world,
+            "torch": torch.__version__,
+            "bf16": run.dev.type == "cuda" or cpu_has_bf16(),
+        },
+    )
+
+
+def save(run: Run, epoch: int, improved: bool) -> None:
+    """weights.pth (latest judged weights), best.pth (best on val), last.pth (resume state)."""
+    if improved:
+        checkpoint.save_weights(run.judged, run.out / "best.pth")
+    checkpoint.save_weights(run.judged, run.out / "weights.pth")
+    state = {
+        "model": run.model.state_dict(),
+        "optimizer": run.opt.state_dict(),
+        "scheduler": run.sched.state_dict(),
+        "generator": run.gen.get_state(),
+        "epoch": epoch,
+        "best": run.best,
+    }
+    if run.ema is not None:
+        state["ema"] = run.ema.state_dict()
+    checkpoint.atomic_torch_save(state, run.out / "last.pth")
+    write_history(run.out, run.history)
+
+
+def log_epoch(run: Run, row: dict, board) -> None:
+    log.info(
+        "epoch %d: loss %.4f val whole-number %.4f digit %.4f (%.0fs)",
+        row["epoch"], row["train_loss"], row["val_seq_acc"], row["val_digit_acc"], row["seconds"],
+    )  # fmt: skip
+    if board is not None:
+        for key, value in row.items():
+            if key != "epoch":
+                board.add_scalar(key, value, row["epoch"])
+        board.flush()
+
+
+def run_epoch(run: Run, epoch: int, stream, steps: int, val, deadline, progress: bool) -> dict:
+    """Train one epoch, validate the judged weights; returns the history row."""
+    from digitseq.core.progress import progress_bar
+
+    t0 = time.perf_counter()
+    cfg = run.cfg
+    with progress_bar(
+        total=steps * cfg.batch_size, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="num",
+        disable=not (progress and run.main), leave=False,
+    ) as bar:  # fmt: skip
+        row = train_one_epoch(
+            run.net, itertools.islice(stream, steps), run.opt, run.sched, run.ema, cfg, run.dev,
+            run.gen, bar, deadline,
+        )  # fmt: skip
+    return {
+        "epoch": epoch + 1,
+        **row,
+        **evaluate(run.judged, val, registry.kind(cfg.arch), run.dev),
+        "lr": run.sched.get_last_lr()[0],
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
 
 
 def fit(
@@ -67,152 +216,42 @@ def fit(
     mnist_dir=None,
     progress: bool = True,
 ) -> Path:
-    from tqdm import tqdm
-
-    rank, world, dev = setup_distributed(device)
-    main = rank == 0
     out = Path(out)
     if resume and not (out / "last.pth").is_file():
         raise DigitseqError(f"nothing to resume: {out / 'last.pth'} does not exist")
-    if main and not resume and (out / "config.json").exists():
+    run = build(cfg, out, device)
+    if run.main and not resume and (out / "config.json").exists():
         raise DigitseqError(f"{out} already holds a run (use --resume, or another --out)")
-    if main:
+    if run.main:
         out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        model = registry.build_model(cfg.arch, **cfg.hparams)
-    except (ValueError, TypeError) as e:
-        raise DigitseqError(str(e)) from None
-    model = model.to(dev, memory_format=torch.channels_last)
-    ema = Ema(model, cfg.ema_decay) if cfg.ema else None
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev] if dev.type == "cuda" else None
-        )
-    if cfg.compile:
-        net = torch.compile(net)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-    )
-    sched = make_scheduler(opt, cfg)
-    gen = torch.Generator(device=dev).manual_seed(cfg.seed * 1000 + rank)
-
-    history: list[dict] = []
-    start_epoch, best = 0, -1.0
     if resume:
-        state = torch.load(out / "last.pth", map_location=dev, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if ema is not None and "ema" in state:
-            ema.load_state_dict(state["ema"])
-        gen.set_state(state["generator"].to("cpu") if dev.type == "cpu" else state["generator"])
-        start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
-        history = json.loads((out / "history.json").read_text())[:start_epoch]
-
-    batches, vimg, vlab = build_data(cfg, rank, world, mnist_dir)
-    if main:
-        files.write_json(
-            out / "config.json",
-            {
-                "model": checkpoint.model_config(cfg.arch, cfg.hparams),
-                "train": cfg.to_dict(),
-                "parameters": registry.count_parameters(model),
-                "device": str(dev),
-                "world_size": world,
-                "torch": torch.__version__,
-                "bf16": dev.type == "cuda" or cpu_has_bf16(),
-            },
-        )
+        restore(run)
+    batches, val = build_data(cfg, run.rank, run.world, mnist_dir)
+    if run.main:
+        write_config(run)
     deadline = time.time() + cfg.time_limit * 60 if cfg.time_limit else None
-    board = tensorboard_writer(out / "tensorboard") if main else None
+    board = tensorboard_writer(out / "tensorboard") if run.main else None
+    batches.set_epochs(run.start_epoch, cfg.epochs)
+    stream = iter(loaders.loader(batches, cfg.workers, run.dev.type == "cuda"))
     stale = 0
-    batches.set_epochs(start_epoch, cfg.epochs)
-    stream = iter(loaders.loader(batches, cfg.workers, dev.type == "cuda"))
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        total = len(batches) * cfg.batch_size
-        with tqdm(
-            total=total,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            unit="seq",
-            disable=not (progress and main),
-            leave=False,
-        ) as bar:
-            row = train_one_epoch(
-                net,
-                itertools.islice(stream, len(batches)),
-                opt,
-                sched,
-                ema,
-                cfg,
-                dev,
-                gen,
-                bar,
-                deadline,
-            )
-        judged = ema.module if ema is not None else model
-        row = {
-            "epoch": epoch + 1,
-            **row,
-            **evaluate(judged, vimg, vlab, dev),
-            "lr": sched.get_last_lr()[0],
-            "seconds": round(time.perf_counter() - t0, 2),
-        }
-        history.append(row)
-        improved = row["val_seq_acc"] > best
-        if improved:
-            best, stale = row["val_seq_acc"], 0
-        else:
-            stale += 1
-        if main:
-            log.info(
-                "epoch %d: loss %.4f val seq %.4f digit %.4f (%.0fs)",
-                epoch + 1,
-                row["train_loss"],
-                row["val_seq_acc"],
-                row["val_digit_acc"],
-                row["seconds"],
-            )
-            if improved:
-                checkpoint.save_weights(judged, out / "best.pth")
-            checkpoint.save_weights(judged, out / "weights.pth")
-            state = {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "generator": gen.get_state(),
-                "epoch": epoch,
-                "best": best,
-            }
-            if ema is not None:
-                state["ema"] = ema.state_dict()
-            checkpoint.atomic_torch_save(state, out / "last.pth")
-            write_history(out, history)
-            if board is not None:
-                for key, value in row.items():
-                    if key != "epoch":
-                        board.add_scalar(key, value, epoch + 1)
-                board.flush()
+    for epoch in range(run.start_epoch, cfg.epochs):
+        row = run_epoch(run, epoch, stream, len(batches), val, deadline, progress)
+        run.history.append(row)
+        improved = row["val_seq_acc"] > run.best
+        run.best, stale = (row["val_seq_acc"], 0) if improved else (run.best, stale + 1)
+        if run.main:
+            log_epoch(run, row, board)
+            save(run, epoch, improved)
         if cfg.patience and stale >= cfg.patience:
             log.info("early stop: no val gain in %d epochs", cfg.patience)
             break
         if deadline and time.time() > deadline:
             log.info("time limit reached after epoch %d", epoch + 1)
             break
-    if main and (out / "best.pth").is_file():
-        cal = calibrate_run(out, vimg, vlab, dev)
+    if run.main and (out / "best.pth").is_file():
+        cal = calibrate_run(out, val, run.dev)
         log.info("calibrated on val: temperature %.3f", cal["temperature"])
-    if world > 1:
+    if run.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return out

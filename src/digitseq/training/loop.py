@@ -13,26 +13,60 @@ import torch
 import torch.nn.functional as F
 
 from digitseq.core import files
-from digitseq.models import checkpoint
+from digitseq.models import checkpoint, registry
+from digitseq.models.ctc import ctc_loss, frame_counts, greedy_strings
+from digitseq.models.ctc_decode import edit_distance
 from digitseq.models.devices import autocast, to_input
+from digitseq.models.inference import batched_logits
 from digitseq.training.augment import augment
 from digitseq.training.config import TrainConfig
 
-# --- one epoch, evaluation ----------------------------------------------------------------------
+# --- what the model is asked to do: fixed 5-digit heads or a CTC line ----------------------------
+
+
+def batch_loss(kind: str, logits, digits, lengths, widths, label_smoothing: float = 0.0):
+    """Cross-entropy over the five heads, or the CTC loss of each line (fp32 either way)."""
+    if kind == "ctc":
+        return ctc_loss(logits, digits, lengths, frame_counts(widths))
+    return F.cross_entropy(
+        logits.float().reshape(-1, 10), digits.reshape(-1), label_smoothing=label_smoothing
+    )
+
+
+def read_strings(kind: str, logits, widths) -> list[str]:
+    """The model's readings of a batch as digit strings (greedy for CTC)."""
+    if kind == "ctc":
+        return greedy_strings(logits, frame_counts(widths))
+    return ["".join(map(str, row)) for row in logits.argmax(-1).tolist()]
+
+
+def true_strings(digits, lengths) -> list[str]:
+    return [
+        "".join(map(str, row[:n])) for row, n in zip(digits.tolist(), lengths.tolist(), strict=True)
+    ]
+
+
+def score(pred: list[str], true: list[str]) -> tuple[int, int, int]:
+    """(whole numbers right, character errors (edit distance), true characters)."""
+    right = sum(p == t for p, t in zip(pred, true, strict=True))
+    errors = sum(edit_distance(p, t) for p, t in zip(pred, true, strict=True))
+    return right, errors, sum(len(t) for t in true)
+
+
+# --- one epoch, validation ----------------------------------------------------------------------
 
 
 def train_one_epoch(model, loader, opt, sched, ema, cfg, dev, gen, bar=None, deadline=None):
+    kind = registry.kind(cfg.arch)
     model.train()
-    tot_loss = tot_digit = tot_seq = n = 0
+    tot_loss = right = errors = chars = n = 0
     t0 = time.perf_counter()
-    for img, y in loader:
+    for img, digits, lengths, widths in loader:
         x = augment(to_input(img, dev), cfg.augment, gen)
-        y = y.to(dev, non_blocking=True)
+        digits, lengths = digits.to(dev, non_blocking=True), lengths.to(dev)
         with autocast(dev):
-            logits = model(x)  # (B, 5, 10)
-        loss = F.cross_entropy(
-            logits.float().reshape(-1, 10), y.reshape(-1), label_smoothing=cfg.label_smoothing
-        )
+            logits = model(x)  # (B, 5, 10) or (B, T, 11)
+        loss = batch_loss(kind, logits, digits, lengths, widths.to(dev), cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -40,47 +74,43 @@ def train_one_epoch(model, loader, opt, sched, ema, cfg, dev, gen, bar=None, dea
         if ema is not None:
             ema.update_parameters(model)
         with torch.no_grad():
-            hit = logits.argmax(-1) == y
-            b = y.shape[0]
+            r, e, c = score(read_strings(kind, logits, widths), true_strings(digits, lengths))
+            b = len(img)
             tot_loss += loss.item() * b
-            tot_digit += hit.float().mean(1).sum().item()
-            tot_seq += hit.all(1).sum().item()
-            n += b
+            right, errors, chars, n = right + r, errors + e, chars + c, n + b
         if bar is not None:
             bar.update(b)
             bar.set_postfix(
                 loss=f"{tot_loss / n:.3f}",
-                seq=f"{tot_seq / n:.3f}",
+                seq=f"{right / n:.3f}",
                 rate=f"{n / (time.perf_counter() - t0):.0f}/s",
+                refresh=False,  # tqdm redraws at its own interval (rarely off a terminal)
             )
         if deadline and time.time() > deadline:
             break
     n = max(n, 1)
     return {
         "train_loss": tot_loss / n,
-        "train_digit_acc": tot_digit / n,
-        "train_seq_acc": tot_seq / n,
+        "train_digit_acc": 1 - errors / max(chars, 1),
+        "train_seq_acc": right / n,
     }
 
 
 @torch.no_grad()
-def evaluate(model, images: torch.Tensor, labels: torch.Tensor, dev, batch_size: int = 1024):
-    """Loss and accuracies of a model on a fixed uint8 set, in order (no augmentation)."""
-    model.eval()
-    tot_loss = tot_digit = tot_seq = 0.0
-    for i in range(0, len(images), batch_size):
-        x = to_input(images[i : i + batch_size], dev)
-        y = labels[i : i + batch_size].to(dev)
-        with autocast(dev):
-            logits = model(x).float()
-        tot_loss += (
-            F.cross_entropy(logits.reshape(-1, 10), y.reshape(-1), reduction="sum").item() / 5
-        )
-        hit = logits.argmax(-1) == y
-        tot_digit += hit.float().mean(1).sum().item()
-        tot_seq += hit.all(1).sum().item()
-    n = len(images)
-    return {"val_loss": tot_loss / n, "val_digit_acc": tot_digit / n, "val_seq_acc": tot_seq / n}
+def evaluate(model, batches: list[tuple], kind: str, dev) -> dict:
+    """Loss and accuracies on a fixed set of batches, in order, no augmentation. Digit accuracy
+    is 1 - CER (edit distance per true digit): for equal-length readings, per-position accuracy."""
+    tot_loss = right = errors = chars = n = 0
+    for img, digits, lengths, widths in batches:
+        logits = batched_logits(model, img, dev, batch_size=len(img))
+        tot_loss += batch_loss(kind, logits, digits, lengths, widths).item() * len(img)
+        r, e, c = score(read_strings(kind, logits, widths), true_strings(digits, lengths))
+        right, errors, chars, n = right + r, errors + e, chars + c, n + len(img)
+    return {
+        "val_loss": tot_loss / n,
+        "val_digit_acc": 1 - errors / max(chars, 1),
+        "val_seq_acc": right / n,
+    }
 
 
 # --- fit -----------------------------------------------------------------------------------------

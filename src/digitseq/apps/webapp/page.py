@@ -65,7 +65,9 @@ def test_pool() -> tuple[np.ndarray, np.ndarray, str]:
         except DigitseqError:
             pass  # unusable dataset: compose numbers instead
     images, labels, _ = mnist.split_pool(mnist.load(), "test")
-    seqs, digits, _, _ = compose.generate(images, labels, TEST_POOL_SIZE, np.random.default_rng(0))
+    seqs, digits, _, _ = compose.generate_fixed(
+        images, labels, TEST_POOL_SIZE, np.random.default_rng(0)
+    )
     return seqs, digits, f"{TEST_POOL_SIZE} numbers composed from MNIST test digits"
 
 

@@ -1,0 +1,98 @@
+"""The line reader: a conv trunk over a 28-px-tall line of any width, one frame per 4 columns,
+a small 1-D conv context over neighbouring frames, and 11 outputs per frame (CTC blank + 10
+digits). Segmentation-free: it never needs to know how many digits the line holds.
+
+Shapes: (N, 1, 28, W) float in [0, 1], white ink on black, W a multiple of 4 (callers pad with
+black) -> (N, W / 4, 11) logits. Class 0 is the blank, class d + 1 is digit d. Decoding and the
+string probabilities live in ``models.ctc_decode`` (numpy only), so reading needs no torch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from digitseq.core.constants import DIGIT_SIZE
+from digitseq.models.layers import Normalize, conv_bn
+
+FRAME_STRIDE = 4  # input columns per output frame
+N_CLASSES = 11  # blank + 10 digits
+
+
+class CTCReader(nn.Module):
+    """Three conv stages (two 3x3 convs each; 2x2 pools after the first two, so frames are 4
+    columns wide), the 7 remaining rows folded into channels, then ``context`` 1-D convs of
+    kernel 3 (each widens the receptive field by 8 columns) and a 1x1 classifier."""
+
+    def __init__(self, channels=(32, 64, 128), hidden=256, context=3, dropout=0.1):
+        super().__init__()
+        if len(channels) != 3 or min(channels) < 1 or hidden < 1 or context < 0:
+            raise ValueError("ctc needs three positive channel counts, hidden >= 1, context >= 0")
+        c1, c2, c3 = channels
+        self.trunk = nn.Sequential(
+            Normalize(),
+            *conv_bn(1, c1),
+            *conv_bn(c1, c1),
+            nn.MaxPool2d(2),  # 14 x W/2
+            *conv_bn(c1, c2),
+            *conv_bn(c2, c2),
+            nn.MaxPool2d(2),  # 7 x W/4
+            *conv_bn(c2, c3),
+            *conv_bn(c3, c3),
+        )
+        rows = DIGIT_SIZE // FRAME_STRIDE  # 7
+        layers: list[nn.Module] = [
+            nn.Conv1d(c3 * rows, hidden, 1, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(True),
+        ]
+        for _ in range(context):
+            layers += [
+                nn.Dropout(dropout),
+                nn.Conv1d(hidden, hidden, 3, padding=1, bias=False),
+                nn.BatchNorm1d(hidden),
+                nn.ReLU(True),
+            ]
+        self.context = nn.Sequential(*layers)
+        self.classifier = nn.Conv1d(hidden, N_CLASSES, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 1, 28, W) -> (N, W/4, 11)
+        f = self.trunk(x)  # (N, C, 7, W/4)
+        n, c, h, w = f.shape
+        f = f.reshape(n, c * h, w)  # rows folded into channels: (N, 7C, T)
+        return self.classifier(self.context(f)).transpose(1, 2)
+
+
+def frame_counts(widths: torch.Tensor) -> torch.Tensor:
+    """Frames that cover each line's real width (the rest is padding)."""
+    return torch.div(widths + FRAME_STRIDE - 1, FRAME_STRIDE, rounding_mode="floor")
+
+
+def ctc_loss(logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor, frames):
+    """Mean CTC loss per number, computed in fp32 (ENVIRONMENT.md: CTC under bf16 is unsafe).
+
+    logits (N, T, 11); targets (N, L) digits 0-9 padded with anything; lengths (N,); frames (N,).
+    """
+    logp = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, N, 11)
+    mask = torch.arange(targets.shape[1], device=targets.device)[None, :] < lengths[:, None]
+    flat = (targets.long() + 1)[mask]  # digit d -> class d + 1, concatenated
+    return F.ctc_loss(
+        logp, flat, frames.long(), lengths.long(), blank=0, reduction="mean", zero_infinity=True
+    )
+
+
+def greedy_strings(logits: torch.Tensor, frames: torch.Tensor | None = None) -> list[str]:
+    """Best-path decoding of a batch (for validation; readers use models.ctc_decode)."""
+    best = logits.argmax(-1).cpu()  # (N, T)
+    out = []
+    for i, row in enumerate(best.tolist()):
+        if frames is not None:
+            row = row[: int(frames[i])]
+        digits, prev = [], 0
+        for c in row:
+            if c != prev and c != 0:
+                digits.append(str(c - 1))
+            prev = c
+        out.append("".join(digits))
+    return out
