@@ -35,11 +35,13 @@ MAX_BYTES = 64 * 1024 * 1024
 WORK_SIDE = 1200  # longest side the ink is searched at; bigger images are reduced first
 BOX = 20  # MNIST: each digit fits a 20x20 box inside its 28x28 cell
 MAX_INK = 0.45  # fraction of the image; more than that is not a number on paper
+MAX_LINE_W = 28 * 24  # widest line handed to the CTC reader (24 digit widths)
 STROKE_MIN, STROKE_MAX = 1.8, 5.0  # stroke width range at 28-px scale (MNIST: ~2-3.5 px)
 BOMB = (
     f"image too large: its header claims over {2 * Image.MAX_IMAGE_PIXELS // 10**6} megapixels "
     f"(limit {MAX_PIXELS // 10**6}; a decompression bomb?)"
 )
+REDUCIBLE = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "I", "F", "CMYK")  # Image.reduce takes
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -94,9 +96,20 @@ def decode(f: io.BytesIO) -> Image.Image:
     fmt = im.format or "image"
     try:
         im.seek(0)  # GIF / TIFF / WebP: the first frame
-        if im.format == "JPEG" and max(im.size) > 2 * WORK_SIDE:
-            im.draft("L", (im.width // 2, im.height // 2))  # decode at reduced size: faster
+        side = max(im.size)
+        if im.format == "JPEG" and side > 2 * WORK_SIDE:
+            # JPEG decodes at 1/2, 1/4 or 1/8 scale directly: the largest reduction that keeps
+            # the longer side >= WORK_SIDE (a 48-MP photo: 1/4, 16x less memory and time).
+            scale = WORK_SIDE / side
+            im.draft("L", (max(1, round(im.width * scale)), max(1, round(im.height * scale))))
         im.load()
+        if max(im.size) > 2 * WORK_SIDE and im.mode in REDUCIBLE:
+            # Other formats decode whole; reduce at once so only one full-size copy ever
+            # exists, and the full one is freed before any conversion or float work.
+            small = im.reduce(max(1, max(im.size) // WORK_SIDE))
+            small.format, small.info = im.format, im.info
+            im.close()
+            im = small
     except Image.DecompressionBombError:
         raise ImageError(BOMB) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -193,29 +206,34 @@ def composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 # --- the pipeline -----------------------------------------------------------------------------
 
 
-def preprocess(image) -> np.ndarray:
-    """(28, 140) float32 in [0, 1], white ink on black: the model's input."""
-    return run(image, keep_steps=False)[0]
+def preprocess(image, line: bool = False) -> np.ndarray:
+    """The model's input, float32 in [0, 1], white ink on black: (28, 140) with five digit
+    cells for the 5-digit models, or (28, W) the whole line for the CTC reader (``line``)."""
+    return run(image, keep_steps=False, line=line)[0]
 
 
-def preprocess_steps(image) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+def preprocess_steps(image, line: bool = False) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
     """The model input plus a uint8 picture of each step, for the app to show."""
-    return run(image, keep_steps=True)
+    return run(image, keep_steps=True, line=line)
 
 
-def run(image, keep_steps: bool) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+def run(image, keep_steps: bool, line: bool = False):
     steps: list[tuple[str, np.ndarray]] = []
     gray = to_gray(image)
     if keep_steps:
         steps.append(("image (gray)", picture(gray)))
 
     x, inverted = to_white_on_black(gray)
-    if gray.shape == (IMG_H, IMG_W):  # the generator's own format: nothing to normalize
+    generated = gray.shape[0] == IMG_H and (line or gray.shape[1] == IMG_W)
+    if generated and gray.shape[1] <= MAX_LINE_W:  # the generator's format: used as is
         check_ink_amount(x > 0.5, x.max() - x.min())
         out = np.ascontiguousarray(x, dtype=np.float32)
         if keep_steps:
             steps.append(
-                ("28x140 input: used as is" + (" (inverted)" if inverted else ""), picture(out))
+                (
+                    f"28x{out.shape[1]} input: used as is" + (" (inverted)" if inverted else ""),
+                    picture(out),
+                )
             )
         return out, steps
 
@@ -242,6 +260,13 @@ def run(image, keep_steps: bool) -> tuple[np.ndarray, list[tuple[str, np.ndarray
         steps.append(("cropped and deskewed", picture(x)))
 
     stroke = stroke_width(kept)
+    if line:
+        out = line_input(x, kept, stroke)
+        if keep_steps:
+            steps.append(
+                ("the line: a 20-px body in 28 px, MNIST strokes (model input)", picture(out))
+            )
+        return out, steps
     segments = split_digits(kept, N_DIGITS)
     out = np.zeros((IMG_H, IMG_W), np.float32)
     for i, (c0, c1) in enumerate(segments):
@@ -250,6 +275,37 @@ def run(image, keep_steps: bool) -> tuple[np.ndarray, list[tuple[str, np.ndarray
     if keep_steps:
         steps.append(("five digits, each 20x20 in a 28x28 cell (model input)", picture(out)))
     return out, steps
+
+
+def line_input(x: np.ndarray, mask: np.ndarray, stroke: float) -> np.ndarray:
+    """A cropped, deskewed line -> (28, W) for the CTC reader: the ink's height scaled to
+    MNIST's 20-px body (4 px above and below), the width in proportion, the stroke brought into
+    MNIST's range, and a 4-px margin on each side; W is capped at ``MAX_LINE_W``."""
+    h, w = x.shape
+    scale = BOX / h
+    if w * scale > MAX_LINE_W - 8:  # an extremely long line: fit its width instead
+        scale = (MAX_LINE_W - 8) / w
+    final = stroke * scale
+    if final < STROKE_MIN:
+        r = int(np.ceil((STROKE_MIN / scale - stroke) / 2))
+        x = np.pad(x, r)
+        x = np.asarray(Image.fromarray(x, "F").filter(ImageFilter.MaxFilter(2 * r + 1)))
+    elif final > STROKE_MAX:
+        r = int((stroke - STROKE_MAX / scale) / 2)
+        if r >= 1:
+            thin = np.asarray(Image.fromarray(x, "F").filter(ImageFilter.MinFilter(2 * r + 1)))
+            x = thin if thin.max() > 0.5 else x
+    h, w = x.shape
+    scale = min(BOX / h, (MAX_LINE_W - 8) / w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = np.asarray(Image.fromarray(x, "F").resize((nw, nh), Image.Resampling.LANCZOS))
+    small = np.clip(small, 0.0, None)
+    peak = small.max()
+    out = np.zeros((IMG_H, nw + 8), np.float32)
+    if peak > 0:
+        top = (IMG_H - nh) // 2
+        out[top : top + nh, 4 : 4 + nw] = np.clip(small / peak, 0.0, 1.0)
+    return out
 
 
 def check_ink_amount(mask: np.ndarray, contrast: float) -> None:
