@@ -23,4 +23,6 @@ def run(args: argparse.Namespace) -> int:
     if args.runs_dir:
         env["DIGITSEQ_RUNS_DIR"] = str(args.runs_dir)
     print(f"digitseq app on http://{args.host}:{args.port}")
-    return subprocess.call(streamlit_command(args.port, args.host, headless=False), env=env)
+    # Headless: Streamlit then never asks its first-run "Email:" question (which blocks forever
+    # without a terminal) nor tries to open a browser; the URL is printed above.
+    return subprocess.call(streamlit_command(args.port, args.host, headless=True), env=env)

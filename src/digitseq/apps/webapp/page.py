@@ -104,7 +104,7 @@ def model_ui() -> tuple[str, Predictor] | None:
         return None
     label = st.sidebar.selectbox("Model", list(choices), key="model")
     path = choices[label]
-    st.sidebar.caption(path)
+    st.sidebar.caption(Path(path).name)  # the name only: visitors never see server paths
     try:
         predictor = load_predictor(path)
     except Exception as exc:  # noqa: BLE001 - shown in the page, never as a traceback
