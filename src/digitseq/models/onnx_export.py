@@ -22,14 +22,19 @@ CHATTY = ("torch.onnx", "onnxscript", "onnx_ir")  # loggers that narrate every e
 
 
 def onnx_program(model):
-    """torch.onnx.export (dynamo) of an eval-mode model, batch axis dynamic."""
+    """torch.onnx.export (dynamo) of an eval-mode model: batch axis dynamic, and the width axis
+    too for line readers. The temperature (``Calibrated``) is kept, so onnxruntime gives the
+    same calibrated confidences as torch."""
     import torch
 
-    from digitseq.models.checkpoint import unwrap
-
-    model = unwrap(model).eval()
+    model = getattr(model, "module", model)  # DDP / EMA wrappers, never the calibration
+    model = getattr(model, "_orig_mod", model).eval()
+    line = is_line_reader(model)
+    dims = {0: torch.export.Dim("batch")}
+    if line:  # widths are multiples of 4 (one frame per 4 columns), 8 to 4096 columns
+        dims[3] = 4 * torch.export.Dim("frames", min=2, max=1024)
     levels = {name: logging.getLogger(name).level for name in CHATTY}
-    example = torch.rand(2, 1, IMG_H, IMG_W)
+    example = torch.rand(2, 1, IMG_H, IMG_W + 4 if line else IMG_W)
     try:
         for name in CHATTY:  # "torchvision is not installed", optimizer pass notices
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -40,7 +45,7 @@ def onnx_program(model):
                 (example,),
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
-                dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+                dynamic_shapes={"x": dims},
                 external_data=False,
                 dynamo=True,
                 verbose=False,
@@ -59,17 +64,29 @@ def onnx_bytes(model) -> bytes:
     return onnx_program(model).model_proto.SerializeToString()
 
 
+def is_line_reader(model) -> bool:
+    from digitseq.models.checkpoint import unwrap
+    from digitseq.models.ctc import CTCReader
+
+    return isinstance(unwrap(model), CTCReader)
+
+
 def check(model, data: bytes, n: int = 8, seed: int = 0) -> float:
-    """Max |torch - onnxruntime| over the logits of n random inputs (batch > 2: dynamic axis)."""
+    """Max |torch - onnxruntime| over the logits of n random inputs (batch > 2: dynamic axis;
+    line readers at two widths: dynamic width)."""
     import onnxruntime as ort
     import torch
 
-    x = np.random.default_rng(seed).random((n, 1, IMG_H, IMG_W), dtype=np.float32)
+    rng = np.random.default_rng(seed)
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x})[0]
-    with torch.inference_mode():
-        want = model(torch.from_numpy(x)).numpy()
-    return float(np.abs(got - want).max())
+    diff = 0.0
+    for width in (IMG_W, 28 * 12) if is_line_reader(model) else (IMG_W,):
+        x = rng.random((n, 1, IMG_H, width), dtype=np.float32)
+        got = session.run(None, {session.get_inputs()[0].name: x})[0]
+        with torch.inference_mode():
+            want = model(torch.from_numpy(x)).numpy()
+        diff = max(diff, float(np.abs(got - want).max()))
+    return diff
 
 
 def export_onnx(model_path: Path | None, output: Path) -> dict:
@@ -82,6 +99,7 @@ def export_onnx(model_path: Path | None, output: Path) -> dict:
     model, cfg = checkpoint.load_model(model_path)
     data = onnx_bytes(model)
     diff = check(model, data)
+    line = is_line_reader(model)
     if diff > CHECK_TOLERANCE:
         raise DigitseqError(
             f"the exported model disagrees with torch (max logit diff {diff:.2e}); not written"
@@ -92,12 +110,16 @@ def export_onnx(model_path: Path | None, output: Path) -> dict:
         "source": cfg["weights_path"],
         "input": {
             "name": INPUT_NAME,
-            "shape": ["batch", 1, IMG_H, IMG_W],
+            "shape": ["batch", 1, IMG_H, "width" if line else IMG_W],
             "dtype": "float32",
             "range": [0.0, 1.0],
             "polarity": "white ink on black",
         },
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", 5, 10], "kind": "logits"},
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": ["batch", "width / 4", 11] if line else ["batch", 5, 10],
+            "kind": "CTC frame logits (class 0 = blank), calibrated" if line else "logits",
+        },
         "check_max_abs_diff": diff,
         "torch_version": torch.__version__,
     }

@@ -17,12 +17,16 @@ import numpy as np
 from digitseq.core.constants import IMG_H, IMG_W, N_DIGITS
 from digitseq.core.errors import DigitseqError, one_line
 from digitseq.core.paths import bundled_model_dir
+from digitseq.models import ctc_decode
 from digitseq.reading import preprocess
 
 log = logging.getLogger(__name__)
 
-INPUT_FORMAT = f"{IMG_H}x{IMG_W} float32 in [0, 1], white ink on black"
-JSON_KEYS = ("file", "digits", "confidence", "digit_confidences", "error")
+INPUT_FORMAT = f"{IMG_H}xW float32 in [0, 1], white ink on black (W = {IMG_W} for 5-digit models)"
+FRAME_STRIDE = 4  # input columns per CTC frame (models.ctc.FRAME_STRIDE; no torch import here)
+LINE_PAD = 32  # line widths are padded to a multiple of this: few shapes, bounded kernel caches
+JSON_KEYS = ("file", "digits", "confidence", "digit_confidences", "spans", "warning", "error")
+UNSURE = 0.01  # a length-constrained reading below this probability is flagged, never forced
 
 
 @dataclass
@@ -33,10 +37,12 @@ class Reading:
     digits: str | None = None
     confidence: float | None = None
     digit_confidences: list[float] | None = None
-    probabilities: list[list[float]] | None = None  # (5, 10)
+    probabilities: list[list[float]] | None = None  # (L, 10) per-position probabilities
+    spans: list[list[int]] | None = None  # each digit's [first, last] column in the model input
+    warning: str | None = None  # e.g. longer than the reader was trained on; an unsure reading
     error: str | None = None
     abstained: bool = False
-    input: np.ndarray | None = field(default=None, repr=False)  # (28, 140) model input
+    input: np.ndarray | None = field(default=None, repr=False)  # (28, W) model input
 
     def to_json(self, include_abstained: bool = False) -> dict:
         out = {k: getattr(self, k) for k in JSON_KEYS}
@@ -83,9 +89,10 @@ class Predictor:
         self.config = config
         self.name = name
         self.source = source
+        self.digits: tuple[int, int] | None = None  # default length constraint of predict()
 
     @classmethod
-    def load(cls, path: str | Path | None = None, backend: str = "torch", threads: int = 1):
+    def load(cls, path: str | Path | None = None, backend: str = "onnx", threads: int = 1):
         """A run folder, model folder, ``.pth`` or (onnx backend) ``.onnx`` file; None = bundled."""
         if backend not in ("torch", "onnx"):
             raise DigitseqError(f"unknown backend {backend!r} (choose torch or onnx)")
@@ -138,8 +145,19 @@ class Predictor:
                 out[key] = self.config[key]
         return out
 
+    @property
+    def kind(self) -> str:
+        """'ctc' (a line reader, any length) or 'fixed' (five digit heads)."""
+        model = self.config.get("model", {})
+        return model.get("kind") or ("ctc" if model.get("arch") == "ctc" else "fixed")
+
+    @property
+    def trained_lengths(self) -> tuple[int, int]:
+        lo, hi = self.config.get("train", {}).get("lengths", (5, 5))
+        return (1, 12) if self.kind == "ctc" and (lo, hi) == (5, 5) else (int(lo), int(hi))
+
     def logits(self, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """(N, 28, 140) float32 model inputs -> (N, 5, 10) logits."""
+        """(N, 28, 140) float32 model inputs -> (N, 5, 10) logits (fixed-length models)."""
         x = np.ascontiguousarray(inputs, dtype=np.float32).reshape(-1, 1, IMG_H, IMG_W)
         if len(x) == 0:
             return np.zeros((0, N_DIGITS, 10), np.float32)
@@ -147,20 +165,78 @@ class Predictor:
             [padded_call(self.backend, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )
 
-    def predict(self, images, min_confidence: float | None = None, batch_size: int = 64):
-        """Read each image (path, bytes, PIL image or array); never raises for a bad image."""
-        items = as_list(images)
-        readings = [prepare(item) for item in items]
+    def outputs(self, inputs: list[np.ndarray], batch_size: int = 256) -> list[np.ndarray]:
+        """Model inputs (28, W) -> per input: (5, 10) probabilities (fixed) or (T, 11) frame
+        log-probabilities over its real width (ctc). Lines run in batches of one padded width."""
+        if self.kind != "ctc":
+            return list(softmax(self.logits(np.stack(inputs), batch_size))) if inputs else []
+        out: list[np.ndarray | None] = [None] * len(inputs)
+        widths = np.array([x.shape[1] for x in inputs])
+        padded = (widths + LINE_PAD - 1) // LINE_PAD * LINE_PAD
+        for w in np.unique(padded):
+            idx = np.flatnonzero(padded == w)
+            for k in range(0, len(idx), batch_size):
+                part = idx[k : k + batch_size]
+                x = np.zeros((len(part), 1, IMG_H, int(w)), np.float32)
+                for row, i in enumerate(part):
+                    x[row, 0, :, : widths[i]] = inputs[i]
+                logp = ctc_decode.log_softmax(padded_call(self.backend, x))
+                for row, i in enumerate(part):
+                    out[i] = logp[row, : -(-int(widths[i]) // FRAME_STRIDE)]
+        return out
+
+    def fill(self, r: Reading, output: np.ndarray, min_confidence=None, digits=None) -> None:
+        """Digits, confidences and spans of one reading from its model output."""
+        if self.kind != "ctc":
+            fill(r, output, min_confidence)
+            return
+        lo, hi = digits if digits else (None, None)
+        d = ctc_decode.decode(output, lo, hi)
+        r.digits, r.confidence = d.digits, float(d.confidence)
+        r.digit_confidences = [round(float(c), 6) for c in d.digit_confidences]
+        r.spans = [[f0 * FRAME_STRIDE, (f1 + 1) * FRAME_STRIDE - 1] for f0, f1 in d.frames]
+        if digits and (not d.digits or d.confidence < UNSURE):
+            r.warning = (
+                f"unsure: no reading with {lo}-{hi} digits is likely" if lo != hi
+                else f"unsure: no reading with {lo} digits is likely"
+            )  # fmt: skip
+        elif len(d.digits) > self.trained_lengths[1]:
+            r.warning = (
+                f"{len(d.digits)} digits: longer than the {self.trained_lengths[1]} this reader "
+                "was trained on"
+            )
+        if min_confidence is not None and r.confidence < min_confidence:
+            r.digits, r.abstained = None, True
+
+    def check_digits(self, digits) -> None:
+        """A length constraint this model can honour, or a one-line error."""
+        if digits and self.kind != "ctc" and tuple(digits) != (N_DIGITS, N_DIGITS):
+            raise DigitseqError(f"this model reads exactly {N_DIGITS} digits; --digits {digits}")
+
+    def predict_prepared(self, readings, min_confidence=None, batch_size: int = 64, digits=None):
+        """Run the model over readings prepared by ``prepare`` (errors pass through)."""
+        digits = digits or self.digits
+        self.check_digits(digits)
         ok = [r for r in readings if r.error is None]
-        if ok:
-            probs = softmax(self.logits(np.stack([r.input for r in ok]), batch_size))
-            for r, p in zip(ok, probs, strict=True):
-                fill(r, p, min_confidence)
+        if self.kind != "ctc":
+            bad = [r for r in ok if r.input.shape != (IMG_H, IMG_W)]
+            for r in bad:
+                r.error, r.input = "not a 28x140 model input", None
+            ok = [r for r in ok if r.error is None]
+        for r, out in zip(ok, self.outputs([r.input for r in ok], batch_size), strict=True):
+            self.fill(r, out, min_confidence, digits)
         return readings
 
-    def read(self, image, min_confidence: float | None = None) -> Reading:
+    def predict(self, images, min_confidence=None, batch_size: int = 64, digits=None):
+        """Read each image (path, bytes, PIL image or array); never raises for a bad image.
+        ``digits``: (lo, hi) to read the most probable number with lo..hi digits."""
+        self.check_digits(digits)
+        readings = [prepare(item, line=self.kind == "ctc") for item in as_list(images)]
+        return self.predict_prepared(readings, min_confidence, batch_size, digits)
+
+    def read(self, image, min_confidence=None, digits=None) -> Reading:
         """One image -> its Reading."""
-        return self.predict([image], min_confidence)[0]
+        return self.predict([image], min_confidence, digits=digits)[0]
 
 
 def as_list(images) -> list:
@@ -175,11 +251,12 @@ def as_list(images) -> list:
     return list(images)
 
 
-def prepare(item) -> Reading:
-    """Preprocess one input into a Reading holding its model input, or its error."""
+def prepare(item, line: bool = True) -> Reading:
+    """Preprocess one input into a Reading holding its model input, or its error. ``line``: the
+    whole line for the CTC reader (the default reader); else five digit cells."""
     file = str(item) if isinstance(item, str | Path) else getattr(item, "filename", None) or None
     try:
-        return Reading(file=file, input=preprocess.preprocess(item))
+        return Reading(file=file, input=preprocess.preprocess(item, line=line))
     except DigitseqError as e:
         return Reading(file=file, error=str(e))
     except Exception as e:  # noqa: BLE001 - a decoder's own failure must not stop the others

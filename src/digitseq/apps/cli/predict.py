@@ -12,7 +12,7 @@ from pathlib import Path
 
 from digitseq.apps.batch.inputs import iter_items, read_list
 from digitseq.apps.batch.output import JsonlOutput, json_line, name_key, text_line
-from digitseq.apps.cli.options import positive_int, probability
+from digitseq.apps.cli.options import digit_range, positive_int, probability
 from digitseq.core.errors import DigitseqError
 from digitseq.core.progress import is_terminal, progress_bar
 
@@ -34,7 +34,18 @@ def add_parser(sub) -> None:
         help="text (default on stdout), jsonl (default with --output), parquet (--engine ray)",
     )
     p.add_argument("--min-confidence", type=probability, help="abstain below this confidence")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument(
+        "--backend",
+        choices=["torch", "onnx"],
+        default="onnx",
+        help="onnxruntime (default: no torch needed) or torch; same digits and confidences",
+    )
+    p.add_argument(
+        "--digits",
+        type=digit_range,
+        metavar="N|A-B",
+        help="the number has N (or A to B) digits: read the most probable such number",
+    )
     p.add_argument(
         "--batch-size", type=positive_int, default=256, help="images per model batch and chunk"
     )
@@ -102,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         from digitseq.reading.predictor import Predictor
 
         predictor = Predictor.load(args.model, backend=args.backend)
+        predictor.check_digits(args.digits)
+        predictor.digits = args.digits
         items = skip_done(iter_items(sources(args), args.recursive), done)
         readings = read_all(items, predictor, args.jobs, args.min_confidence, args.batch_size)
         records = (r.to_json(include_abstained) for r in readings)
