@@ -38,6 +38,7 @@ bench: install
 	$(PY) benchmarks/bench_realistic.py
 	$(PY) benchmarks/bench_png_parity.py
 	$(PY) benchmarks/bench_serve.py --requests 1000
+	$(PY) benchmarks/bench_hostile.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks scripts
