@@ -21,7 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from digitseq.apps.batch.work import finish, init_worker, prepare_files
+from digitseq.apps.batch.work import finish, init_worker, line_input, prepare_files
 from digitseq.core.errors import one_line
 from digitseq.reading.predictor import Reading
 
@@ -58,9 +58,10 @@ def read_all(
 ) -> Iterator[Reading]:
     """Readings of ``items`` in order; with ``jobs`` > 1, preprocessing in worker processes."""
     chunks = (Chunk(list(c)) for c in batched(items, chunk_size))
+    line = line_input(predictor)
     if jobs <= 1:
         for c in chunks:
-            yield from assemble(c, prepare_files(c.paths), predictor, min_confidence)
+            yield from assemble(c, prepare_files(c.paths, line), predictor, min_confidence)
         return
     window: deque[Chunk] = deque()
     pool = new_pool(jobs)
@@ -68,19 +69,19 @@ def read_all(
         while True:
             while len(window) < 2 * jobs + 1 and (c := next(chunks, None)) is not None:
                 window.append(c)
-                submit(pool, c)
+                submit(pool, c, line)
             if not window:
                 return
             head = window[0]
             try:
-                prepared = wait(head)
+                prepared = wait(head, line)
             except BrokenProcessPool:
                 log.warning("a worker process died: restarting the pool, reading its chunks again")
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = new_pool(jobs)
                 for c in window:
                     c.attempts += 1
-                    submit(pool, c)
+                    submit(pool, c, line)
                 continue
             window.popleft()
             yield from assemble(head, prepared, predictor, min_confidence)
@@ -88,21 +89,21 @@ def read_all(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def submit(pool: ProcessPoolExecutor, c: Chunk) -> None:
+def submit(pool: ProcessPoolExecutor, c: Chunk, line: bool) -> None:
     c.future = None
     if c.paths and c.attempts < MAX_ATTEMPTS:
         try:
-            c.future = pool.submit(prepare_files, c.paths)
+            c.future = pool.submit(prepare_files, c.paths, line)
         except BrokenProcessPool:  # found broken on submit: wait() will restart it
             c.future = Future()
             c.future.set_exception(BrokenProcessPool("broken on submit"))
 
 
-def wait(c: Chunk) -> list[Reading]:
+def wait(c: Chunk, line: bool) -> list[Reading]:
     if not c.paths:
         return []
     if c.future is None:  # broke the pool MAX_ATTEMPTS times: one process per file
-        return isolated(c.paths)
+        return isolated(c.paths, line)
     try:
         return c.future.result()
     except BrokenProcessPool:
@@ -111,13 +112,13 @@ def wait(c: Chunk) -> list[Reading]:
         return [Reading(file=p, error=f"cannot read image ({one_line(e)})") for p in c.paths]
 
 
-def isolated(paths: list[str]) -> list[Reading]:
+def isolated(paths: list[str], line: bool) -> list[Reading]:
     """Read each file in a process of its own; a file whose process dies gets an error."""
     out = []
     for p in paths:
         with new_pool(1) as solo:
             try:
-                out.extend(solo.submit(prepare_files, [p]).result())
+                out.extend(solo.submit(prepare_files, [p], line).result())
             except BrokenProcessPool:
                 out.append(Reading(file=p, error=CRASHED))
     return out

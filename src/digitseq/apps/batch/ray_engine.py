@@ -21,13 +21,13 @@ import numpy as np
 
 from digitseq.apps.batch.inputs import iter_items
 from digitseq.apps.batch.output import json_record
-from digitseq.apps.batch.work import finish, prepare_bytes, prepare_files
+from digitseq.apps.batch.work import finish, line_input, prepare_bytes, prepare_files
 from digitseq.core.errors import DigitseqError
 from digitseq.core.progress import is_terminal
 from digitseq.reading.predictor import Reading
 from digitseq.reading.preprocess import IMAGE_SUFFIXES
 
-PREPARED = ("file", "input", "error")
+PREPARE = {"batch_size": 64, "batch_format": "numpy"}  # files per preprocessing task
 
 
 def ray_module():
@@ -81,29 +81,31 @@ def text_or_none(value) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def prepare_local(batch: dict) -> dict:
+def prepare_local(batch: dict, line: bool) -> dict:
     """Rows of (path, error) from the local listing -> prepared columns."""
     readings = []
     for path, error in zip(batch["path"], map(text_or_none, batch["error"]), strict=True):
         if error is None:
-            readings.extend(prepare_files([path]))
+            readings.extend(prepare_files([path], line))
         else:
             readings.append(Reading(file=path, error=error))
     return as_columns(readings)
 
 
-def prepare_remote(batch: dict) -> dict:
+def prepare_remote(batch: dict, line: bool) -> dict:
     """Rows of (bytes, path) read by Ray Data from any filesystem -> prepared columns."""
-    return as_columns(prepare_bytes(list(zip(batch["path"], batch["bytes"], strict=True))))
+    pairs = list(zip(batch["path"], batch["bytes"], strict=True))
+    return as_columns(prepare_bytes(pairs, line))
 
 
 class Reader:
     """An actor of the inference pool: one Predictor, loaded once, run on whole batches."""
 
-    def __init__(self, model, backend: str, min_confidence, include_abstained: bool):
+    def __init__(self, model, backend: str, min_confidence, include_abstained: bool, digits):
         from digitseq.reading.predictor import Predictor
 
         self.predictor = Predictor.load(model, backend=backend)
+        self.predictor.digits = digits
         self.min_confidence = min_confidence
         self.include_abstained = include_abstained
 
@@ -129,9 +131,15 @@ class Reader:
 
 def dataset(
     sources: Iterable[str], model, backend: str, recursive: bool, min_confidence,
-    include_abstained: bool, batch_size: int,
+    include_abstained: bool, batch_size: int, digits=None,
 ):  # fmt: skip
     """The lazy Ray Dataset of records for ``sources`` (nothing runs until it is consumed)."""
+    from digitseq.reading.predictor import Predictor
+
+    probe = Predictor.load(model, backend=backend)  # a bad model or --digits: one line, now
+    probe.check_digits(digits)
+    line = line_input(probe)
+    del probe
     ray = init()
     local, remote = [], []
     for s in sources:
@@ -144,12 +152,12 @@ def dataset(
             for i in iter_items(local, recursive)
         ]  # fmt: skip
         listed = ray.data.from_items(rows)
-        parts.append(listed.map_batches(prepare_local, batch_size=64, batch_format="numpy"))
+        parts.append(listed.map_batches(prepare_local, fn_kwargs={"line": line}, **PREPARE))
     if remote:
         files = ray.data.read_binary_files(
             remote, include_paths=True, file_extensions=[s[1:] for s in IMAGE_SUFFIXES]
         )
-        parts.append(files.map_batches(prepare_remote, batch_size=64, batch_format="numpy"))
+        parts.append(files.map_batches(prepare_remote, fn_kwargs={"line": line}, **PREPARE))
     ds = parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
     cpus = int(ray.cluster_resources().get("CPU", 1))
     return ds.map_batches(
@@ -159,6 +167,7 @@ def dataset(
             "backend": backend,
             "min_confidence": min_confidence,
             "include_abstained": include_abstained,
+            "digits": digits,
         },
         batch_size=batch_size,
         batch_format="numpy",
@@ -169,14 +178,14 @@ def dataset(
 
 def read(
     sources: Iterable[str], model, backend: str, recursive: bool, min_confidence,
-    include_abstained: bool, batch_size: int, parquet_dir: Path | None = None,
+    include_abstained: bool, batch_size: int, parquet_dir: Path | None = None, digits=None,
 ) -> Iterator[dict]:  # fmt: skip
     """Records in input order, streamed to the driver; with ``parquet_dir``, the cluster writes
     them there as Parquet instead, and this yields only each file's ``error`` (for the count)."""
     ds = dataset(sources, model, backend, recursive, min_confidence, include_abstained, batch_size)
     if parquet_dir is not None:
         ds.write_parquet(str(parquet_dir))
-        written = ray_module().data.read_parquet(str(parquet_dir), columns=["error"])
+        written = ray_module().data.read_parquet(str(parquet_dir)).select_columns(["error"])
         for table in written.iter_batches(batch_format="pyarrow", batch_size=None):
             yield from table.to_pylist()  # {"error": ...} per file: the caller counts them
         return

@@ -22,16 +22,21 @@ def init_worker() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def prepare_files(paths: list[str]) -> list[Reading]:
+def line_input(predictor) -> bool:
+    """Whether the model reads whole lines (the CTC reader) or five 28x28 digit cells."""
+    return getattr(predictor, "kind", "fixed") == "ctc"
+
+
+def prepare_files(paths: list[str], line: bool = True) -> list[Reading]:
     """Decode and preprocess files: one Reading each, holding its model input or its error."""
-    return [reading.prepare(p) for p in paths]
+    return [reading.prepare(p, line=line) for p in paths]
 
 
-def prepare_bytes(items: list[tuple[str, bytes]]) -> list[Reading]:
+def prepare_bytes(items: list[tuple[str, bytes]], line: bool = True) -> list[Reading]:
     """The same for (name, file bytes) pairs, as a remote reader delivers them."""
     out = []
     for name, data in items:
-        r = reading.prepare(data)
+        r = reading.prepare(data, line=line)
         r.file = name
         out.append(r)
     return out
@@ -42,8 +47,8 @@ def finish(predictor, readings: list[Reading], min_confidence=None, batch_size: 
 
     The Predictor's own ``predict`` does prepare + this step in one call; this is its second
     half, for inputs prepared elsewhere. When the Predictor offers ``predict_prepared`` it is
-    used; otherwise its batched ``logits`` and the module's ``softmax``/``fill``. Any change
-    there is caught by tests/test_batch.py, which compares this path with ``predict``."""
+    used; otherwise (fixed-length models of older versions) its batched ``logits`` and the
+    module's ``softmax``/``fill``. tests/test_batch.py compares this path with ``predict``."""
     hook = getattr(predictor, "predict_prepared", None)
     if hook is not None:
         readings = hook(readings, min_confidence, batch_size)

@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         records = ray_engine.read(
             sources(args), args.model, args.backend, args.recursive, args.min_confidence,
             include_abstained, args.batch_size, args.output if fmt == "parquet" else None,
+            args.digits,
         )  # fmt: skip
     else:
         from digitseq.apps.batch.local import read_all
