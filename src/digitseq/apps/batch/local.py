@@ -54,7 +54,7 @@ def read_all(
     predictor,
     jobs: int = 1,
     min_confidence: float | None = None,
-    chunk_size: int = 256,
+    chunk_size: int = 64,
 ) -> Iterator[Reading]:
     """Readings of ``items`` in order; with ``jobs`` > 1, preprocessing in worker processes."""
     chunks = (Chunk(list(c)) for c in batched(items, chunk_size))

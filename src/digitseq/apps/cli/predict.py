@@ -47,7 +47,10 @@ def add_parser(sub) -> None:
         help="the number has N (or A to B) digits: read the most probable such number",
     )
     p.add_argument(
-        "--batch-size", type=positive_int, default=256, help="images per model batch and chunk"
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        help="images per model batch, and per worker chunk (more: more memory, 256 ~ +0.5 GB)",
     )
     batch = p.add_argument_group("many files")
     batch.add_argument(
