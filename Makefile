@@ -37,6 +37,7 @@ bench: install
 	$(PY) benchmarks/bench_predict.py
 	$(PY) benchmarks/bench_realistic.py
 	$(PY) benchmarks/bench_png_parity.py
+	$(PY) benchmarks/bench_batch.py
 	$(PY) benchmarks/bench_serve.py --requests 1000
 	$(PY) benchmarks/bench_hostile.py
 
