@@ -1,15 +1,18 @@
-"""The digitseq web app: read a handwritten 5-digit number from an upload, a drawing, a test
-sequence or one of the original project's samples, and show why the model read what it read.
+"""The digitseq web app: read a handwritten number of any length from an upload, a drawing, a
+test number or one of the original project's samples, and show why the model read what it read.
 
 Start it with ``digitseq app`` (or ``streamlit run src/digitseq/apps/webapp/page.py``). Environment:
 ``DIGITSEQ_MODEL`` picks the default model (run folder, model folder or .pth file; default: the
 bundled model); ``DIGITSEQ_RUNS_DIR`` is where run folders are listed (default:
-``$DIGITSEQ_HOME/runs``). Nothing is written to disk: uploads and drawings stay in memory.
+``$DIGITSEQ_HOME/runs``). Nothing is written to disk. A session keeps no upload bytes: each
+image is turned into a small gray copy at once, the upload is dropped from Streamlit's upload
+store, and what a session holds is capped (MAX_READINGS images, MAX_SESSION_MB of copies).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -17,27 +20,32 @@ import streamlit as st
 from PIL import Image
 
 from digitseq.apps.webapp.view import (
-    SHOW_W,
+    LOW_CONFIDENCE,
+    MAX_DIGITS,
     Entry,
     card_figures,
+    digit_chart,
     enlarge,
+    keep_copy,
+    length_text,
     model_choices,
-    original_picture,
     probability_chart,
     runs_root,
-    spoken_list,
-    unsure_positions,
+    spans_picture,
+    unsure_message,
 )
 from digitseq.core import paths
 from digitseq.core.errors import DigitseqError, one_line
 from digitseq.reading import preprocess
-from digitseq.reading.predictor import Predictor
+from digitseq.reading.predictor import Predictor, Reading
 
 SAMPLES_DIR = Path(__file__).resolve().parents[4] / "examples" / "seed-samples"
-MAX_UPLOAD_MB = 10  # per file; the uploader refuses larger files, read_uploads double-checks
-MAX_READINGS = 50  # readings kept per session, newest first
+MAX_UPLOAD_MB = 10  # per file; the uploader refuses larger files, upload_ui double-checks
+MAX_READINGS = 50  # images kept per session, newest first
+MAX_SESSION_MB = 48  # gray copies + thumbnails + model inputs kept per session
 TEST_POOL_SIZE = 300  # numbers composed on the fly when there is no stored dataset
-CANVAS_W, CANVAS_H, STROKE = 700, 140, 14  # the canvas keeps the model's 1:5 aspect ratio
+TEST_LENGTHS = (1, 8)  # lengths of the test numbers offered to a CTC reader
+CANVAS_W, CANVAS_H, STROKE = 840, 140, 14
 MAX_FIGURES = 14  # model-card figures listed in the sidebar
 
 
@@ -52,23 +60,29 @@ def load_predictor(path: str) -> Predictor:
 # --- sources of images ------------------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner="Preparing test numbers…")
-def test_pool() -> tuple[np.ndarray, np.ndarray, str]:
-    """(images (N, 28, 140) uint8, labels (N, 5) uint8, where they come from)."""
+@st.cache_resource(show_spinner="Preparing test numbers…", max_entries=2)
+def test_pool(kind: str) -> tuple[list[np.ndarray], list[str], str]:
+    """(images (28, W) uint8, their numbers, where they come from): 5-digit numbers for a
+    'fixed' model, numbers of TEST_LENGTHS digits for a CTC reader."""
     from digitseq.data import compose, mnist, storage
 
-    dataset = paths.default_dataset_dir()
-    if (dataset / "manifest.json").is_file():
-        try:
-            split = storage.load_split(dataset, "test")
-            return split.images, split.labels, f"the test split of {dataset}"
-        except DigitseqError:
-            pass  # unusable dataset: compose numbers instead
+    if kind != "ctc":
+        dataset = paths.default_dataset_dir()
+        if (dataset / "manifest.json").is_file():
+            try:
+                split = storage.load_split(dataset, "test")
+                labels = ["".join(map(str, row)) for row in split.labels]
+                return list(split.images), labels, f"the test split of {dataset}"
+            except DigitseqError:
+                pass  # unusable dataset: compose numbers instead
     images, labels, _ = mnist.split_pool(mnist.load(), "test")
-    seqs, digits, _, _ = compose.generate_fixed(
-        images, labels, TEST_POOL_SIZE, np.random.default_rng(0)
-    )
-    return seqs, digits, f"{TEST_POOL_SIZE} numbers composed from MNIST test digits"
+    lengths = TEST_LENGTHS if kind == "ctc" else (5, 5)
+    lines = compose.generate(images, labels, TEST_POOL_SIZE, np.random.default_rng(0),
+                             lengths=lengths)  # fmt: skip
+    pictures = [img[:, :w] for img, w in zip(lines.images, lines.widths, strict=True)]
+    lo, hi = lengths
+    what = f"{lo}-{hi}-digit" if lo != hi else f"{lo}-digit"
+    return pictures, lines.strings, f"{TEST_POOL_SIZE} {what} numbers from MNIST test digits"
 
 
 @st.cache_data
@@ -82,11 +96,39 @@ def sample_labels() -> dict[str, str]:
     return dict(sorted(rows.items(), key=lambda kv: (len(kv[0]), kv[0])))
 
 
-def add_entry(name: str, payload, truth: str | None = None, error: str | None = None) -> None:
+def add_entry(name: str, source, truth: str | None = None, error: str | None = None) -> None:
+    """Keep a compact copy of an image (never its bytes) at the top of the session's list."""
     ss = st.session_state
-    ss.entries.insert(0, Entry(ss.next_id, name, payload, truth, error))
+    image = thumb = None
+    if error is None:
+        try:
+            image, thumb = keep_copy(source)
+        except DigitseqError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a decoder's own failure is one line
+            error = f"cannot read image ({one_line(exc)})"
+    ss.entries.insert(0, Entry(ss.next_id, name, image, thumb, truth, error))
     ss.next_id += 1
-    del ss.entries[MAX_READINGS:]
+    cap_session()
+
+
+def cap_session() -> None:
+    """At most MAX_READINGS images and MAX_SESSION_MB held: the oldest go first."""
+    entries = st.session_state.entries
+    del entries[MAX_READINGS:]
+    total = sum(e.nbytes for e in entries)
+    while len(entries) > 1 and total > MAX_SESSION_MB * 2**20:
+        total -= entries.pop().nbytes
+
+
+def drop_upload(file_id: str) -> None:
+    """Free an upload's bytes in Streamlit's upload store once the session has its copy (the
+    store would otherwise hold them until the session ends)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is not None and ctx.uploaded_file_mgr is not None:
+        ctx.uploaded_file_mgr.remove_file(ctx.session_id, file_id)
 
 
 # --- page parts -------------------------------------------------------------------------------
@@ -131,9 +173,29 @@ def model_card_ui(info: dict, path: Path) -> None:
             st.markdown(readme.read_text(errors="replace"))
 
 
+def length_ui(predictor: Predictor) -> tuple[int, int] | None:
+    """The "the number has N digits" option, passed to the predictor as ``digits=``."""
+    st.sidebar.header("Number of digits")
+    if predictor.kind != "ctc":
+        st.sidebar.caption("This model reads exactly 5 digits.")
+        return None
+    mode = st.sidebar.radio(
+        "The number has", ["any number of digits", "exactly", "between"], key="length-mode"
+    )
+    if mode == "exactly":
+        n = st.sidebar.number_input("digits", 1, MAX_DIGITS, 5, key="length-n")
+        return int(n), int(n)
+    if mode == "between":
+        lo = st.sidebar.number_input("at least", 1, MAX_DIGITS, 3, key="length-lo")
+        hi = st.sidebar.number_input("at most", int(lo), MAX_DIGITS, max(int(lo), 6),
+                                     key="length-hi")  # fmt: skip
+        return int(lo), int(hi)
+    return None
+
+
 def upload_ui() -> None:
     files = st.file_uploader(
-        "Images of 5-digit numbers: PNG, JPEG, BMP, GIF, TIFF or WebP, any size; "
+        "Images of handwritten numbers: PNG, JPEG, BMP, GIF, TIFF or WebP, any size; "
         "dark ink on light paper or light ink on dark",
         accept_multiple_files=True,
         max_upload_size=MAX_UPLOAD_MB,
@@ -149,12 +211,17 @@ def upload_ui() -> None:
             add_entry(f.name, None, error=too_big)
         else:
             add_entry(f.name, f.getvalue())
+        drop_upload(f.file_id)
+        f.close()
 
 
-def draw_ui(predictor: Predictor) -> None:
+def draw_ui(predictor: Predictor, digits) -> None:
     from streamlit_drawable_canvas import st_canvas  # only importable inside the app
 
-    st.caption("Write five digits left to right with the mouse; the reading updates as you draw.")
+    st.caption(
+        "Write a number with the mouse, any number of digits, left to right; "
+        "the reading updates as you draw."
+    )
     canvas = st_canvas(
         stroke_width=STROKE,
         stroke_color="#000000",
@@ -165,29 +232,35 @@ def draw_ui(predictor: Predictor) -> None:
         return_image_data=True,
         key="canvas",
     )
-    image = canvas.image_data
-    if image is None or not (np.asarray(image)[..., :3].min(axis=-1) < 200).any():
+    data = canvas.image_bytes
+    ss = st.session_state
+    if data is None or not (np.asarray(canvas.image_data)[..., :3].min(axis=-1) < 200).any():
+        ss.drawing = None
         st.info("Draw a number on the canvas above.")
         return
-    entry = Entry(-1, "your drawing", canvas.image_bytes)
-    try:
-        reading = predictor.predict([entry.payload])[0]
-    except Exception as exc:  # noqa: BLE001
-        reading = one_line(exc)
-    result_ui(entry, reading, key="canvas")
+    key = (hashlib.sha256(data).hexdigest(), predictor.source, digits)
+    if ss.drawing is None or ss.drawing[0] != key:  # read each new drawing once
+        entry = Entry(-1, "your drawing", None)
+        try:
+            entry.image, entry.thumb = keep_copy(data)
+        except Exception as exc:  # noqa: BLE001
+            entry.error = one_line(exc)
+        ss.drawing = (key, entry, read_entries(predictor, [entry], digits)[0])
+    _, entry, reading = ss.drawing
+    result_ui(entry, reading, predictor, key="canvas")
 
 
-def test_split_ui() -> None:
+def test_split_ui(kind: str) -> None:
     st.caption("A number the model never saw in training, with its true label.")
     if not st.button("Pick a random test number", key="pick-test"):
         return
     try:
-        images, labels, source = test_pool()
+        images, labels, source = test_pool(kind)
     except Exception as exc:  # noqa: BLE001
         st.error(f"Could not prepare test numbers: {one_line(exc)}")
         return
     i = int(st.session_state.rng.integers(len(labels)))
-    add_entry(f"test #{i} ({source})", np.array(images[i]), "".join(map(str, labels[i])))
+    add_entry(f"test #{i} ({source})", np.asarray(images[i]), labels[i])
 
 
 def examples_ui() -> None:
@@ -206,57 +279,100 @@ def examples_ui() -> None:
         add_entry(f"example {n}", (SAMPLES_DIR / n).read_bytes(), labels[n])
 
 
-def result_ui(entry: Entry, reading, key: str) -> None:
-    """One reading: the number, its confidence, the pictures, the per-position probabilities."""
+# --- readings ---------------------------------------------------------------------------------
+
+
+def read_entries(predictor: Predictor, entries: list[Entry], digits) -> list:
+    """Readings (or error texts) of entries; each entry's model input is computed once per kind
+    of preprocessing and kept, so a new length constraint or model only reruns the model."""
+    line = predictor.kind == "ctc"
+    kind = "line" if line else "cells"
+    readings: list = []
+    for e in entries:
+        if e.error is not None:
+            readings.append(e.error)
+            continue
+        if kind not in e.inputs:
+            try:
+                e.inputs[kind] = preprocess.preprocess(e.image, line=line)
+            except DigitseqError as exc:
+                e.inputs[kind] = str(exc)
+            except Exception as exc:  # noqa: BLE001
+                e.inputs[kind] = f"cannot read image ({one_line(exc)})"
+        x = e.inputs[kind]
+        readings.append(Reading(file=e.name, error=x) if isinstance(x, str) else
+                        Reading(file=e.name, input=x))  # fmt: skip
+    try:
+        predictor.predict_prepared([r for r in readings if isinstance(r, Reading)], digits=digits)
+    except Exception as exc:  # noqa: BLE001
+        return [one_line(exc)] * len(entries)
+    return [r if isinstance(r, str) or r.error is None else r.error for r in readings]
+
+
+def result_ui(entry: Entry, reading, predictor: Predictor, key: str) -> None:
+    """One reading: the number, its confidence, the pictures, the per-digit probabilities."""
     with st.container(border=True):
-        error = entry.error or (reading if isinstance(reading, str) else reading.error)
+        error = entry.error or (reading if isinstance(reading, str) else None)
         if error:
             st.error(f"Could not read {entry.name}: {error}")
             return
         st.caption(entry.name)
         left, right = st.columns([1, 2])
         with left:
-            digits = reading.digits or "?????"
+            number = reading.digits or "–"
             st.markdown(
                 f'<div class="digitseq-number" style="font: 700 3.4rem monospace; '
-                f'letter-spacing: .25em">{digits}</div>',
+                f'letter-spacing: .25em; overflow-wrap: anywhere">{number}</div>',
                 unsafe_allow_html=True,
             )
-            st.metric("sequence confidence", f"{reading.confidence:.1%}")
+            if not reading.digits:
+                st.info("no digit found")
+            st.metric("whole-number confidence", f"{reading.confidence:.1%}")
             if entry.truth is not None:
                 if reading.digits == entry.truth:
                     st.success(f"hit: the true number is {entry.truth}")
                 else:
                     st.error(f"miss: the true number is {entry.truth}")
-            unsure = unsure_positions(reading)
+            if reading.warning:
+                st.warning(reading.warning)
+            unsure = unsure_message(reading)
             if unsure:
-                s = "s" if len(unsure) > 1 else ""
-                st.warning(f"not sure: check digit{s} {spoken_list(unsure)}")
+                st.warning(unsure)
         with right:
-            picture = original_picture(entry.payload)
-            if picture is not None:
-                st.image(picture, caption="original", width=min(SHOW_W, picture.shape[1]))
-            st.image(enlarge(reading.input), caption="model input: 28×140, white on black")
-        st.vega_lite_chart(spec=probability_chart(reading.probabilities), width="content")
-        steps_ui(entry, key)
+            if entry.thumb is not None:
+                st.image(entry.thumb, caption="original")
+            x = reading.input
+            if reading.spans is not None:
+                st.image(
+                    spans_picture(x, reading.digits, reading.spans),
+                    caption=f"model input, 28×{x.shape[1]}: each digit's columns boxed",
+                )
+            else:
+                st.image(enlarge(x), caption=f"model input: 28×{x.shape[1]}, white on black")
+        if reading.probabilities is not None:
+            st.vega_lite_chart(spec=probability_chart(reading.probabilities), width="content")
+        elif reading.digits:
+            st.vega_lite_chart(
+                spec=digit_chart(reading.digits, reading.digit_confidences), width="content"
+            )
+        steps_ui(entry, predictor, key)
 
 
-def steps_ui(entry: Entry, key: str) -> None:
+def steps_ui(entry: Entry, predictor: Predictor, key: str) -> None:
     steps = st.expander("Preprocessing steps", key=f"steps-{key}", on_change="rerun")
     if not steps.open:  # computed only on request
         return
     with steps:
         try:
-            _, pictures = preprocess.preprocess_steps(entry.payload)
+            _, pictures = preprocess.preprocess_steps(entry.image, line=predictor.kind == "ctc")
         except Exception as exc:  # noqa: BLE001
             st.error(one_line(exc))
             return
         for name, picture in pictures:
-            picture = enlarge(picture)
-            st.image(picture, caption=name, width=min(SHOW_W, picture.shape[1]))
+            st.image(enlarge(picture), caption=name)
 
 
-def readings_ui(model_key: str, predictor: Predictor) -> None:
+def readings_ui(predictor: Predictor, digits) -> None:
     ss = st.session_state
     if not ss.entries:
         return
@@ -264,27 +380,34 @@ def readings_ui(model_key: str, predictor: Predictor) -> None:
     head.subheader("Readings")
     if clear.button("Clear readings", key="clear"):
         ss.entries.clear()
-        ss.readings.clear()
+        ss.readings = {}
         return
-    todo = [e for e in ss.entries if e.error is None and (model_key, e.id) not in ss.readings]
+    key = (predictor.source, digits)
+    if ss.readings_key != key:  # another model or length: only the current readings are kept
+        ss.readings_key, ss.readings = key, {}
+    todo = [e for e in ss.entries if e.id not in ss.readings]
     if todo:
         with st.spinner(f"Reading {len(todo)} image(s)…"):
-            try:
-                readings = predictor.predict([e.payload for e in todo])
-            except Exception as exc:  # noqa: BLE001
-                readings = [one_line(exc)] * len(todo)
-        ss.readings.update({(model_key, e.id): r for e, r in zip(todo, readings, strict=True)})
+            ss.readings.update(zip([e.id for e in todo], read_entries(predictor, todo, digits),
+                                   strict=True))  # fmt: skip
         kept = {e.id for e in ss.entries}  # forget readings of entries dropped off the list
-        ss.readings = {k: r for k, r in ss.readings.items() if k[1] in kept}
+        ss.readings = {i: r for i, r in ss.readings.items() if i in kept}
+        cap_session()
+    st.caption(
+        f"Reading numbers of {length_text(digits)}; a whole number under "
+        f"{LOW_CONFIDENCE:.0%} confidence is flagged “not sure”."
+    )
     for e in ss.entries:
-        result_ui(e, ss.readings.get((model_key, e.id)), key=str(e.id))
+        result_ui(e, ss.readings.get(e.id), predictor, key=str(e.id))
 
 
 def init_state() -> None:
     ss = st.session_state
     ss.setdefault("entries", [])  # list[Entry], newest first
-    ss.setdefault("readings", {})  # (model path, entry id) -> Reading or error text
+    ss.setdefault("readings", {})  # entry id -> Reading or error text, for readings_key
+    ss.setdefault("readings_key", None)  # (model source, length constraint)
     ss.setdefault("seen_uploads", set())  # uploader file ids already added
+    ss.setdefault("drawing", None)  # (key, Entry, Reading) of the canvas's last drawing
     ss.setdefault("next_id", 0)
     ss.setdefault("rng", np.random.default_rng())
 
@@ -292,21 +415,22 @@ def init_state() -> None:
 def main() -> None:
     st.set_page_config(page_title="digitseq", page_icon="🔢", layout="wide")
     init_state()
-    st.title("digitseq: read a handwritten 5-digit number")
+    st.title("digitseq: read a handwritten number")
     loaded = model_ui()
     if loaded is None:
         return
-    model_key, predictor = loaded
+    _, predictor = loaded
+    digits = length_ui(predictor)
     upload, draw, test, examples = st.tabs(["Upload", "Draw", "Test split", "Examples"])
     with upload:
         upload_ui()
     with draw:
-        draw_ui(predictor)
+        draw_ui(predictor, digits)
     with test:
-        test_split_ui()
+        test_split_ui(predictor.kind)
     with examples:
         examples_ui()
-    readings_ui(model_key, predictor)
+    readings_ui(predictor, digits)
 
 
 if __name__ == "__main__":  # streamlit runs the script as __main__; importing it does nothing

@@ -1,7 +1,8 @@
-"""What the web app shows, without Streamlit: model choices, model-card figures, pictures
-scaled for the screen, the probability chart spec and which digits to double-check.
+"""What the web app shows, without Streamlit: model choices, model-card figures, the compact
+copies a session keeps of each image, pictures scaled for the screen, the chart specs, the spans
+drawn over the model input, and which digits to double-check.
 
-``webapp`` draws these with ``st.*``; everything here is plain data in, plain data out.
+``page`` draws these with ``st.*``; everything here is plain data in, plain data out.
 """
 
 from __future__ import annotations
@@ -9,27 +10,65 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from digitseq.core import paths
+from digitseq.reading import preprocess
 
 LOW_CONFIDENCE = 0.90  # a whole number below this is flagged "not sure"
 SHOW_W = 420  # display width of pictures, pixels
+KEEP_SIDE = preprocess.WORK_SIDE  # longest side of the gray copy a session keeps of an image
+MAX_DIGITS = 24  # the longest line the reader takes (preprocess.MAX_LINE_W / 28)
+SPAN_COLOURS = ((31, 111, 180), (230, 120, 20), (44, 160, 44), (200, 40, 40), (148, 103, 189),
+                (23, 190, 207))  # fmt: skip
 
 
 @dataclass
 class Entry:
-    """One image the user asked to read; its readings are cached per model in session_state."""
+    """One image the user asked to read. The session keeps no upload bytes: only a lossless
+    gray copy of at most KEEP_SIDE px (what re-reading and the preprocessing steps need), a
+    thumbnail to show, and the model inputs already computed (per preprocessing kind)."""
 
     id: int
     name: str
-    payload: bytes | np.ndarray | None  # what the predictor reads (None: refused unread)
+    image: bytes | None  # PNG, 8-bit gray (None: refused unread)
+    thumb: bytes | None = None  # PNG to show as "original"
     truth: str | None = None  # the true number, when known (test split, examples)
     error: str | None = None  # why it was refused before reading
+    inputs: dict = field(default_factory=dict)  # "line" | "cells" -> (28, W) float32 or error
+
+    @property
+    def nbytes(self) -> int:
+        held = sum(x.nbytes for x in self.inputs.values() if isinstance(x, np.ndarray))
+        return len(self.image or b"") + len(self.thumb or b"") + held
+
+
+def png(picture: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def keep_copy(source) -> tuple[bytes, bytes]:
+    """(gray copy, thumbnail), both PNG, of an upload's bytes or an image array. The gray copy
+    is what ``preprocess.to_gray`` makes of it (transparency composited, 8 bits: lossless for
+    8-bit images) reduced to KEEP_SIDE, the size the ink is searched at. Raises ImageError."""
+    gray = preprocess.to_gray(source)  # the size and bomb guards run here
+    im = Image.fromarray((gray * 255 + 0.5).astype(np.uint8))
+    del gray
+    if max(im.size) > KEEP_SIDE:
+        im.thumbnail((KEEP_SIDE, KEEP_SIDE), Image.Resampling.BOX)
+    small = np.asarray(im)
+    thumb = enlarge(small) if max(small.shape) < SHOW_W // 2 else small
+    if max(thumb.shape) > SHOW_W:
+        t = Image.fromarray(thumb)
+        t.thumbnail((SHOW_W, SHOW_W), Image.Resampling.BOX)
+        thumb = np.asarray(t)
+    return png(small), png(thumb)
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -107,20 +146,32 @@ def enlarge(picture: np.ndarray, width: int = SHOW_W) -> np.ndarray:
     return np.repeat(np.repeat(picture, k, axis=0), k, axis=1)
 
 
-def original_picture(payload) -> np.ndarray | None:
-    if isinstance(payload, np.ndarray):
-        return enlarge(payload)
+def spans_picture(x: np.ndarray, digits: str, spans, width: int = 2 * SHOW_W) -> np.ndarray:
+    """The (28, W) model input enlarged, each digit's span (its [first, last] input columns)
+    tinted and boxed in its own colour, with the digit written above it. (H, W', 3) uint8."""
+    k = max(1, min(8, width // x.shape[1]))
+    gray = enlarge(x, k * x.shape[1])
+    label_h = 10 + 2 * k
+    out = np.full((label_h + gray.shape[0], gray.shape[1], 3), 255, np.uint8)
+    out[label_h:] = gray[..., None]
+    im = Image.fromarray(out)
+    draw = ImageDraw.Draw(im, "RGBA")
     try:
-        with Image.open(io.BytesIO(payload)) as im:
-            im.thumbnail((2 * SHOW_W, 2 * SHOW_W))
-            return enlarge(np.asarray(im.convert("RGB")))
-    except Exception:  # noqa: BLE001 - the reading already says what is wrong with it
-        return None
+        font = ImageFont.load_default(size=label_h - 2)
+    except (OSError, TypeError):  # no FreeType: the small bitmap font
+        font = ImageFont.load_default()
+    for i, (digit, (c0, c1)) in enumerate(zip(digits, spans or [], strict=False)):
+        colour = SPAN_COLOURS[i % len(SPAN_COLOURS)]
+        box = (c0 * k, label_h, (c1 + 1) * k - 1, out.shape[0] - 1)
+        draw.rectangle(box, fill=(*colour, 90), outline=(*colour, 255), width=max(1, k // 2))
+        draw.text(((c0 + c1 + 1) * k / 2, label_h / 2), digit, fill=colour, font=font, anchor="mm")
+    return np.asarray(im)
 
 
 def probability_chart(probabilities) -> dict:
     """A Vega-Lite spec: one bar chart per position of the 10 class probabilities, the chosen
-    digit highlighted (drawn by the browser: no server-side plotting per reading)."""
+    digit highlighted (drawn by the browser: no server-side plotting per reading). For the
+    5-digit 'fixed' models, whose readings carry (5, 10) probabilities."""
     p = np.asarray(probabilities, dtype=float)  # (5, 10)
     rows = []
     for i, row in enumerate(p):
@@ -155,18 +206,86 @@ def probability_chart(probabilities) -> dict:
     }
 
 
+def digit_chart(digits: str, digit_confidences) -> dict:
+    """A Vega-Lite spec: one bar per digit of a reading of any length, its probability; digits
+    below LOW_CONFIDENCE in orange."""
+    rows = [
+        {"digit": f"{i + 1}: {d}", "p": float(c), "sure": bool(c >= LOW_CONFIDENCE)}
+        for i, (d, c) in enumerate(zip(digits, digit_confidences, strict=True))
+    ]
+    return {
+        "data": {"values": rows},
+        "width": max(120, 44 * len(rows)),
+        "height": 120,
+        "encoding": {
+            "x": {
+                "field": "digit",
+                "type": "ordinal",
+                "sort": None,
+                "title": "digit",
+                "axis": {"labelAngle": 0},
+            },
+            "y": {
+                "field": "p",
+                "type": "quantitative",
+                "title": "probability",
+                "scale": {"domain": [0, 1]},
+                "axis": {"format": "%", "tickCount": 3},
+            },
+        },  # fmt: skip
+        "layer": [
+            {
+                "mark": {"type": "bar", "tooltip": True},
+                "encoding": {
+                    "color": {
+                        "field": "sure",
+                        "type": "nominal",
+                        "scale": {"domain": [True, False], "range": ["#1f6fb4", "#e6781e"]},
+                        "legend": None,
+                    }
+                },
+            },
+            {
+                "mark": {"type": "text", "dy": -7, "fontSize": 11},
+                "encoding": {"text": {"field": "p", "type": "quantitative", "format": ".0%"}},
+            },
+        ],
+    }
+
+
 def unsure_positions(reading) -> list[int]:
     """1-based positions to check when the whole number is below LOW_CONFIDENCE."""
     if reading.confidence is None or reading.confidence >= LOW_CONFIDENCE:
         return []
-    conf = np.asarray(reading.digit_confidences)
+    conf = np.asarray(reading.digit_confidences or [])
+    if conf.size == 0:
+        return []
     weak = [int(i) + 1 for i in np.flatnonzero(conf < LOW_CONFIDENCE)]
     return weak or [int(conf.argmin()) + 1]
+
+
+def unsure_message(reading) -> str | None:
+    """The "not sure" flag of a reading below LOW_CONFIDENCE (None when sure)."""
+    if reading.confidence is None or reading.confidence >= LOW_CONFIDENCE:
+        return None
+    unsure = unsure_positions(reading)
+    if not unsure:
+        return "not sure of this reading"
+    s = "s" if len(unsure) > 1 else ""
+    return f"not sure: check digit{s} {spoken_list(unsure)}"
 
 
 def spoken_list(items: list[int]) -> str:
     words = [str(i) for i in items]
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def length_text(digits: tuple[int, int] | None) -> str:
+    """How a length constraint reads: 'any length', '4 digits', '3-6 digits'."""
+    if not digits:
+        return "any length"
+    lo, hi = digits
+    return f"{lo} digit{'s' * (lo > 1)}" if lo == hi else f"{lo}-{hi} digits"
 
 
 # --- launching the app (digitseq app, the browser tests, the screenshot script) ---------------
