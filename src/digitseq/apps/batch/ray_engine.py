@@ -178,7 +178,7 @@ def dataset(
 
 def read(
     sources: Iterable[str], model, backend: str, recursive: bool, min_confidence,
-    include_abstained: bool, batch_size: int, parquet_dir: Path | None = None, digits=None,
+    include_abstained: bool, batch_size: int, parquet_dir: str | Path | None = None, digits=None,
 ) -> Iterator[dict]:  # fmt: skip
     """Records in input order, streamed to the driver; with ``parquet_dir``, the cluster writes
     them there as Parquet instead, and this yields only each file's ``error`` (for the count)."""

@@ -62,7 +62,7 @@ def add_parser(sub) -> None:
         "--from-list", metavar="FILE", help="a text file of paths, one per line ('-': stdin)"
     )
     batch.add_argument(
-        "--output", "-o", type=Path, help="write JSONL here, fsynced chunk by chunk (resumable)"
+        "--output", "-o", help="write JSONL here, fsynced chunk by chunk (resumable)"
     )
     batch.add_argument(
         "--resume", action="store_true", help="skip the files already in --output, append the rest"
