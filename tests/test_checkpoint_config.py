@@ -9,6 +9,7 @@ import shutil
 import time
 
 import pytest
+from helpers import assert_one_line_error
 
 from digitseq.apps.cli import main
 
@@ -40,8 +41,7 @@ def test_impossible_or_mismatched_config_is_one_line(random_model_dir, tmp_path,
     t0 = time.monotonic()
     code = main.main(["-q", "predict", "--model", str(folder), str(image)])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("digitseq: error:") and err.count("\n") == 1, err
-    assert words in err
+    assert_one_line_error(code, err, words)
     assert time.monotonic() - t0 < 3
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 200

@@ -7,6 +7,7 @@ import os
 import shutil
 
 import pytest
+from helpers import assert_one_line_error
 
 from digitseq.apps.cli import main
 from digitseq.core.paths import mnist_dir
@@ -17,16 +18,6 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     code = main.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    assert code == 2
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("digitseq: error: ")
-    for word in words:
-        assert word in lines[0]
 
 
 def usage_error(capsys, *argv: str) -> str:

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import assert_one_line_error
 
 from digitseq.apps.cli import main
 from digitseq.core import files
@@ -122,15 +123,6 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     code = main.main(["-q", *argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("digitseq: error:"), err
-    assert "Traceback" not in err
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def test_evaluate_writes_metrics_plots_and_report(

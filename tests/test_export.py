@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from conftest import SEED_SAMPLES
+from helpers import assert_one_line_error
 from PIL import Image
 
 from digitseq.apps.cli import main
@@ -58,7 +59,8 @@ def test_backends_agree_on_real_images(exported, random_model_dir, small_dataset
 
 def test_cli_predict_with_onnx_backend_matches_torch(capsys, exported, random_model_dir):
     args = ["predict", "--format", "jsonl", *map(str, SAMPLES[:6])]
-    assert main.main([*args[:1], "--model", str(random_model_dir), *args[1:]]) == 0
+    torch_args = ["--model", str(random_model_dir), "--backend", "torch"]
+    assert main.main([*args[:1], *torch_args, *args[1:]]) == 0
     torch_rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert main.main([*args[:1], "--model", str(exported), "--backend", "onnx", *args[1:]]) == 0
     onnx_rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -68,14 +70,13 @@ def test_cli_predict_with_onnx_backend_matches_torch(capsys, exported, random_mo
 
 
 def test_onnx_file_with_torch_backend_is_a_clear_error(capsys, exported):
-    assert main.main(["predict", "--model", str(exported), str(SAMPLES[0])]) == 2
-    assert "use --backend onnx" in capsys.readouterr().err
+    code = main.main(["predict", "--backend", "torch", "--model", str(exported), str(SAMPLES[0])])
+    assert_one_line_error(code, capsys.readouterr().err, "use --backend onnx")
 
 
 def test_export_errors_are_one_line(capsys, tmp_path):
-    assert main.main(["export", str(tmp_path / "nope"), "-o", str(tmp_path / "m.onnx")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("digitseq: error:") and err.count("\n") == 1
-    assert main.main(["export", str(tmp_path / "nope"), "-o", str(tmp_path)]) == 2
-    assert "is a folder" in capsys.readouterr().err
+    code = main.main(["export", str(tmp_path / "nope"), "-o", str(tmp_path / "m.onnx")])
+    assert_one_line_error(code, capsys.readouterr().err)
+    code = main.main(["export", str(tmp_path / "nope"), "-o", str(tmp_path)])
+    assert_one_line_error(code, capsys.readouterr().err, "is a folder")
     assert not (tmp_path / "m.onnx").exists()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import assert_one_line_error
 
 from digitseq.apps.cli import main
 from digitseq.data import storage, target
@@ -21,12 +22,6 @@ def generate(capsys, *argv: str) -> tuple[int, str]:
     return code, err
 
 
-def assert_one_line(code: int, err: str, *words: str) -> None:
-    assert code == 2 and err.startswith("digitseq: error:") and err.count("\n") == 1, err
-    for w in words:
-        assert w in err, err
-
-
 def test_overwrite_refuses_a_folder_whose_manifest_is_not_digitseqs(tmp_path, capsys):
     ext = tmp_path / "extension"
     (ext / "src").mkdir(parents=True)
@@ -35,7 +30,7 @@ def test_overwrite_refuses_a_folder_whose_manifest_is_not_digitseqs(tmp_path, ca
     (ext / "notes.txt").write_text("mine")
     code, err = generate(capsys, str(ext), "--train", "10", "--val", "0", "--test", "0",
                          "--overwrite")  # fmt: skip
-    assert_one_line(code, err, "not a digitseq dataset")
+    assert_one_line_error(code, err, "not a digitseq dataset")
     assert (ext / "src" / "background.js").read_text() == "chrome.runtime"
     assert (ext / "notes.txt").is_file()
 
@@ -46,11 +41,11 @@ def test_overwrite_refuses_a_dataset_holding_other_files(tmp_path, capsys):
     assert generate(capsys, *args)[0] == 0
     (out / "notes.txt").write_text("mine")
     code, err = generate(capsys, *args, "--overwrite")
-    assert_one_line(code, err, "notes.txt")
+    assert_one_line_error(code, err, "notes.txt")
     assert (out / "notes.txt").is_file()
     (out / "notes.txt").unlink()
     (out / "train" / "extra").mkdir()
-    assert_one_line(*generate(capsys, *args, "--overwrite"), "train/extra")
+    assert_one_line_error(*generate(capsys, *args, "--overwrite"), "train/extra")
     (out / "train" / "extra").rmdir()
     assert generate(capsys, *args, "--overwrite", "--seed", "3")[0] == 0  # a clean one: replaced
     assert json.loads((out / "manifest.json").read_text())["config"]["seed"] == 3
@@ -63,20 +58,20 @@ def test_free_space_is_checked_before_writing(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(target.shutil, "disk_usage", lambda p: Usage)
     out = tmp_path / "ds"
     code, err = generate(capsys, str(out), "--train", "1000", "--val", "0", "--test", "0")
-    assert_one_line(code, err, "needs 5.", "50.0 KB free")
+    assert_one_line_error(code, err, "needs 5.", "50.0 KB free")
     assert not out.exists() and not list(tmp_path.glob(".ds.*"))
 
 
 @pytest.mark.parametrize("count", ["1000000000", str(10**12)])
 def test_absurd_counts_are_refused(tmp_path, capsys, count):
     code, err = generate(capsys, str(tmp_path / "ds"), "--train", count)
-    assert_one_line(code, err, "over the limit")
+    assert_one_line_error(code, err, "over the limit")
 
 
 @pytest.mark.parametrize("seed", ["-1", str(2**64)])
 def test_bad_seed_is_one_line(tmp_path, capsys, seed):
     code, err = generate(capsys, str(tmp_path / "ds"), "--train", "10", "--seed", seed)
-    assert_one_line(code, err, "--seed")
+    assert_one_line_error(code, err, "--seed")
 
 
 def test_stale_temp_folders_of_dead_runs_are_removed(tmp_path, capsys):

@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 from conftest import SEED_SAMPLES
+from helpers import assert_one_line_error
 from PIL import Image
 
 from digitseq.apps.cli import main
@@ -141,8 +142,8 @@ def test_cli_all_good_exits_zero_without_abstained_key(capsys, random_model_dir)
 
 def test_cli_bad_model_is_one_line(capsys, tmp_path):
     code, lines, err = run_cli(capsys, "--model", tmp_path / "nope", SAMPLES[0])
-    assert code == 2 and lines == []
-    assert err.strip().count("\n") == 0 and err.startswith("digitseq: error:")
+    assert lines == []
+    assert_one_line_error(code, err)
 
 
 def test_reading_to_json_of_an_error():
@@ -152,6 +153,8 @@ def test_reading_to_json_of_an_error():
         "digits": None,
         "confidence": None,
         "digit_confidences": None,
+        "spans": None,
+        "warning": None,
         "error": "empty file (0 bytes)",
         "abstained": False,
     }

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import SEED_SAMPLES
 from fastapi.testclient import TestClient
+from helpers import assert_one_line_error
 from PIL import Image
 
 from digitseq.apps.cli import main
@@ -318,9 +319,8 @@ def test_settings_from_env():
 
 
 def test_serve_with_a_missing_model_fails_in_one_line(tmp_path, capsys):
-    assert main.main(["serve", "--model", str(tmp_path / "nope")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("digitseq: error:") and "does not exist" in err and "\n" not in err
+    code = main.main(["serve", "--model", str(tmp_path / "nope")])
+    assert_one_line_error(code, capsys.readouterr().err, "does not exist")
 
 
 def test_serve_on_a_busy_port_fails_in_one_line(random_model_dir, capsys):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_one_line_error
 
 from digitseq.apps.cli import main
 from digitseq.models import checkpoint, registry
@@ -150,9 +151,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     ],
 )
 def test_bad_train_options_are_one_line_errors(argv, message, capsys):
-    assert main.main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1
+    assert_one_line_error(main.main(argv), capsys.readouterr().err, message)
 
 
 def test_resume_without_checkpoint_and_existing_run(tmp_path, tiny_run, capsys):

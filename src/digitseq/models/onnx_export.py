@@ -52,7 +52,7 @@ def onnx_program(model):
             )
     except ImportError as e:
         raise DigitseqError(
-            f"ONNX export needs onnx and onnxscript: pip install 'digitseq[onnx]' ({e})"
+            f"ONNX export needs onnx and onnxscript: pip install 'digitseq[train]' ({e})"
         ) from None
     finally:
         for name, level in levels.items():

@@ -16,6 +16,7 @@ import numpy as np
 
 from digitseq.core.constants import IMG_H, IMG_W, N_DIGITS
 from digitseq.core.errors import DigitseqError, one_line
+from digitseq.core.extras import missing_extra
 from digitseq.core.paths import bundled_model_dir
 from digitseq.models import ctc_decode
 from digitseq.reading import preprocess
@@ -62,7 +63,7 @@ class OnnxBackend:
             import onnxruntime as ort
         except ImportError:
             raise DigitseqError(
-                "the onnx backend needs onnxruntime: pip install 'digitseq[onnx]'"
+                "the onnx backend needs onnxruntime: pip install digitseq"
             ) from None
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -104,7 +105,11 @@ class Predictor:
             if backend != "onnx":
                 raise DigitseqError(f"{p} is an ONNX model: use --backend onnx")
             return cls.from_onnx(onnx_file, threads)
-        from digitseq.models import checkpoint
+        try:  # torch from here on: the checkpoint (and the torch backend, or an export to ONNX)
+            from digitseq.models import checkpoint
+        except ModuleNotFoundError as e:
+            what = "--backend torch" if backend == "torch" else f"reading {p} (no model.onnx)"
+            raise missing_extra(e, what) or e from None
 
         model, cfg = checkpoint.load_model(path)
         name = Path(cfg["weights_path"]).parent.name
@@ -127,7 +132,8 @@ class Predictor:
                 cfg = json.loads(sidecar.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise DigitseqError(f"{sidecar} is not valid JSON") from None
-        return cls(OnnxBackend(str(path), threads), cfg, path.stem, str(path))
+        name = path.parent.name if path.name == "model.onnx" else path.stem  # models/<name>/
+        return cls(OnnxBackend(str(path), threads), cfg, name, str(path))
 
     @property
     def info(self) -> dict:

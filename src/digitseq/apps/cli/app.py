@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -19,6 +20,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from digitseq.apps.webapp.view import streamlit_command
 
+    if importlib.util.find_spec("streamlit") is None:  # the app runs in a child process
+        raise ModuleNotFoundError("No module named 'streamlit'", name="streamlit")
     env = dict(os.environ)
     if args.runs_dir:
         env["DIGITSEQ_RUNS_DIR"] = str(args.runs_dir)

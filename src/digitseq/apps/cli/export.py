@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from digitseq.core.errors import DigitseqError
-from digitseq.models.onnx_export import export_onnx
 
 
 def add_parser(sub) -> None:
@@ -22,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
         raise DigitseqError(f"unknown export format {args.format!r} (only onnx)")
     if args.output.is_dir():
         raise DigitseqError(f"{args.output} is a folder; give a file name such as model.onnx")
+    from digitseq.models.onnx_export import export_onnx  # torch: only when exporting
+
     sidecar = export_onnx(args.model, args.output)
     size = args.output.stat().st_size / 1e6
     print(

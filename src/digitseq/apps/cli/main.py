@@ -11,6 +11,7 @@ import sys
 from digitseq import __version__
 from digitseq.apps.cli import app, evaluate, export, fetch, generate, predict, report, serve, train
 from digitseq.core.errors import DigitseqError
+from digitseq.core.extras import missing_extra
 
 COMMANDS = (fetch, generate, train, evaluate, predict, export, report, app, serve)
 
@@ -37,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args) or 0
     except DigitseqError as e:
         print(f"digitseq: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:  # an optional extra that is not installed: one line
+        error = missing_extra(e, f"digitseq {args.command}")
+        if error is None:
+            raise
+        print(f"digitseq: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("digitseq: interrupted", file=sys.stderr)

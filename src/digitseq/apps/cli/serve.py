@@ -7,9 +7,12 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from digitseq.apps.cli.options import positive_int
-from digitseq.apps.serve.app import ServeSettings, check_bindable, create_app
+
+if TYPE_CHECKING:
+    from digitseq.apps.serve.app import ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +31,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
+    import uvicorn  # the web stack is imported only when serving: `predict` starts fast
 
+    from digitseq.apps.serve.app import ServeSettings, check_bindable, create_app
     from digitseq.apps.serve.guard import GuardedProtocol, Limits
 
     settings = ServeSettings.from_env()

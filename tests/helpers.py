@@ -1,0 +1,33 @@
+"""Assertions and small runners shared by the test files (``from helpers import ...``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from digitseq.apps.cli import main
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """``digitseq ARGV`` in this process: (exit status, stdout, stderr)."""
+    code = main.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *words: str) -> None:
+    """How the CLI fails on a user mistake: exit status 2 and exactly one stderr line,
+    ``digitseq: error: ...``, holding every one of ``words``; never a traceback."""
+    assert code == 2, (code, err)
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("digitseq: error: "), err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+def run_python(code: str, *args: str, env: dict | None = None, python: str = sys.executable):
+    """Run ``python -c code`` in a fresh interpreter; the CompletedProcess (text)."""
+    return subprocess.run(
+        [python, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120
+    )
