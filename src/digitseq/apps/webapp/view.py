@@ -215,8 +215,8 @@ def digit_chart(digits: str, digit_confidences) -> dict:
     ]
     return {
         "data": {"values": rows},
-        "width": max(120, 44 * len(rows)),
-        "height": 120,
+        "width": {"step": 56},  # a fixed width per digit: long numbers grow to the right
+        "height": 140,
         "encoding": {
             "x": {
                 "field": "digit",
