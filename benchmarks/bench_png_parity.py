@@ -42,7 +42,7 @@ def main() -> None:
 
     model, mcfg = checkpoint.load_model(args.model)
     t = time.perf_counter()
-    ev = metrics.evaluate(model, mcfg, split)
+    ev = metrics.evaluate_model(model, mcfg, split)
     eval_s = time.perf_counter() - t
     eval_acc = ev.metrics["overall"]["seq_acc"]
 

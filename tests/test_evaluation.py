@@ -202,11 +202,8 @@ def test_bundled_model_is_evaluated_outside_the_repository(
     assert not (models_dir / "digitseq-multihead" / "eval").exists()
 
 
-def test_tiny_run_reads_numbers(request, capsys, tmp_path, small_dataset):
-    try:
-        run = request.getfixturevalue("tiny_run")
-    except pytest.FixtureLookupError:
-        pytest.skip("the tiny_run fixture is not in conftest yet")
+def test_tiny_run_reads_numbers(capsys, tmp_path, small_dataset, tiny_run):
+    run = tiny_run
     out_dir = tmp_path / "eval"
     code, out, err = run_cli(
         capsys, "evaluate", str(run), "--data", str(small_dataset), "--out", str(out_dir)

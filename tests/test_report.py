@@ -10,6 +10,7 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import assert_one_line_error
 from matplotlib.figure import Figure
 
 from digitseq.apps.cli import main
@@ -84,25 +85,23 @@ def test_write_report_for_make_demo(tmp_path, random_model_dir, small_dataset):
 
 def test_report_bad_input(capsys, tmp_path, run_with_history, small_dataset):
     code = main.main(["-q", "report", str(tmp_path / "missing"), "--data", str(small_dataset)])
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "does not exist" in err
+    assert_one_line_error(code, capsys.readouterr().err, "does not exist")
     (run_with_history / "history.json").write_text("{not json")
     code = main.main(["-q", "report", str(run_with_history), "--data", str(small_dataset)])
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "history.json is not valid JSON" in err
+    assert_one_line_error(code, capsys.readouterr().err, "history.json is not valid JSON")
     code = main.main(["-q", "report", str(run_with_history), "--data", str(tmp_path / "nodata")])
-    err = capsys.readouterr().err
-    assert code == 2 and "digitseq generate" in err
+    assert_one_line_error(code, capsys.readouterr().err, "digitseq generate")
 
 
 @pytest.mark.parametrize("arch", registry.list_models())
 def test_architecture_comes_from_the_model(arch):
     model = registry.build_model(arch)
     rows = plots.layer_table(model)
-    assert rows[-1]["shape"] == [1, 5, 10]
+    # five 10-way heads, or a CTC line reader's 11-class frames (one per 4 columns of 140)
+    assert rows[-1]["shape"] == ([1, 35, 11] if registry.kind(arch) == "ctc" else [1, 5, 10])
     assert sum(r["params"] for r in rows) == registry.count_parameters(model)
     convs = [r for r in rows if r["layer"].startswith("Conv")]
-    assert convs and convs[0]["layer"].startswith("Conv") and "1→" in convs[0]["layer"]
+    assert convs and "1→" in convs[0]["layer"]  # the first convolution reads the one channel
     assert model.training  # the diagram leaves the model's mode alone
     assert isinstance(plots.architecture_diagram(model), Figure)
 

@@ -1,5 +1,5 @@
 """Evaluation on a stored split: sequential predictions and metrics overall and per layout.
-``evalreport`` writes them out (``digitseq evaluate``: ``metrics.json``, PNG plots, ``report.md``).
+``summary`` writes them out (``digitseq evaluate``: ``metrics.json``, PNG plots, ``report.md``).
 
 Metrics are plain dicts of numbers and lists (JSON as is); the per-sample arrays stay in the
 ``Evaluation`` object for the plots.
@@ -20,6 +20,7 @@ from digitseq.core.errors import DigitseqError
 from digitseq.data import storage
 from digitseq.data.compose import LAYOUT_IDS
 from digitseq.models import checkpoint
+from digitseq.models.fixed_decode import sequence_confidence
 
 ECE_BINS = 15
 COVERAGES = tuple(round(1.0 - 0.01 * i, 2) for i in range(51))  # 1.00, 0.99, ..., 0.50
@@ -86,11 +87,6 @@ def predict_split(
             probs[start:stop] = torch.softmax(logits.float(), -1).cpu().numpy()
             bar.update(stop - start)
     return probs, np.asarray(split.labels[:n]), np.asarray(split.layouts[:n])
-
-
-def sequence_confidence(probs: np.ndarray) -> np.ndarray:
-    """Product of the five per-digit top probabilities, (N,) float64."""
-    return probs.astype(np.float64).max(-1).prod(-1)
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -234,7 +230,8 @@ def open_split(data: Path | None, split: str = "test") -> storage.Split:
     return storage.load_split(folder, split)
 
 
-def model_info(model, cfg: dict) -> dict:
+def model_summary(model, cfg: dict) -> dict:
+    """Architecture, hyper-parameters, parameter count and weights file of an evaluated model."""
     from digitseq.models.registry import count_parameters
 
     return {
@@ -252,7 +249,7 @@ def model_name(cfg: dict) -> str:
     return f"{weights.parent.name}-{weights.stem}"
 
 
-def evaluate(
+def evaluate_model(
     model,
     cfg: dict,
     split: storage.Split,
@@ -260,6 +257,7 @@ def evaluate(
     batch_size: int = 512,
     progress: bool = False,
 ) -> Evaluation:
+    """Run ``model`` over ``split`` (in order, the first ``limit``) and compute its metrics."""
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -269,7 +267,7 @@ def evaluate(
     model.cpu()
     return Evaluation(
         name=model_name(cfg),
-        info=model_info(model, cfg),
+        info=model_summary(model, cfg),
         dataset=split.folder.parent,
         split=split,
         probs=probs,
@@ -290,4 +288,4 @@ def evaluate_run(
 ) -> Evaluation:
     """Load a run folder / weights file (None = the bundled model) and evaluate it."""
     model, cfg = checkpoint.load_model(path)
-    return evaluate(model, cfg, open_split(data, split), limit, batch_size)
+    return evaluate_model(model, cfg, open_split(data, split), limit, batch_size)

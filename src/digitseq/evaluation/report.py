@@ -29,12 +29,11 @@ def read_history(run: str | Path | None) -> list[dict]:
     return history
 
 
-def report_figures(ev: metrics.Evaluation, history: list[dict]) -> dict:
-    """All figures: the evaluation's plus training curves, samples and the architecture."""
+def run_figures(ev: metrics.Evaluation, history: list[dict]) -> dict:
+    """The report's figures beyond the evaluation's: training curves, samples, architecture."""
     s = ev.split
     n = len(ev.labels)
     return {
-        **summary.figures(ev),
         "training_curves.png": plots.training_curves(history),
         "samples.png": plots.dataset_samples(s.images[:n], s.labels[:n], s.layouts[:n]),
         "architecture.png": plots.architecture_diagram(
@@ -68,23 +67,11 @@ def make_report(
     test = metrics.open_split(data, split)
     history = read_history(run)
     model, cfg = checkpoint.load_model(run)
-    ev = metrics.evaluate(model, cfg, test, limit, batch_size, progress)
-    folder = summary.make_dir(out if out is not None else summary.default_out(cfg, split, "report"))
-    files.write_json(folder / "metrics.json", summary.metrics_document(ev))
-    figs = report_figures(ev, history)
-    summary.save_figures(figs, folder)
-    md = [
-        f"# Report of {ev.name}",
-        "",
-        summary.describe(ev),
-        "",
-        summary.summary_markdown(ev.metrics),
-        "",
-    ]
-    md += [f"![{name[:-4].replace('_', ' ')}]({name})\n" for name in figs]
-    files.atomic_write_text(folder / "report.md", "\n".join(md))
+    ev = metrics.evaluate_model(model, cfg, test, limit, batch_size, progress)
+    folder = out if out is not None else summary.default_out(cfg, split, "report")
+    pngs = summary.write_evaluation(ev, folder, run_figures(ev, history), title="Report")
     html_path = folder / "report.html"
-    files.atomic_write_text(html_path, render_html(ev, folder, list(figs), history))
+    files.atomic_write_text(html_path, render_html(ev, folder, pngs, history))
     return ev, html_path
 
 

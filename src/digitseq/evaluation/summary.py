@@ -69,15 +69,19 @@ def metrics_document(ev: Evaluation) -> dict:
     }
 
 
-def write_evaluation(ev: Evaluation, folder: Path) -> Path:
-    """metrics.json, the PNG plots and report.md into ``folder``."""
+def write_evaluation(
+    ev: Evaluation, folder: Path, more_figures: dict | None = None, title: str = "Evaluation"
+) -> list[str]:
+    """metrics.json, the PNG plots (the evaluation's, then ``more_figures``) and report.md into
+    ``folder``; the PNG file names. ``digitseq evaluate`` and ``digitseq report`` both write
+    through here."""
     make_dir(folder)
     files.write_json(folder / "metrics.json", metrics_document(ev))
-    pngs = save_figures(figures(ev), folder)
-    lines = [f"# Evaluation of {ev.name}", "", describe(ev), "", summary_markdown(ev.metrics), ""]
+    pngs = save_figures({**figures(ev), **(more_figures or {})}, folder)
+    lines = [f"# {title} of {ev.name}", "", describe(ev), "", summary_markdown(ev.metrics), ""]
     lines += [f"![{p[:-4].replace('_', ' ')}]({p})\n" for p in pngs]
     files.atomic_write_text(folder / "report.md", "\n".join(lines))
-    return folder
+    return pngs
 
 
 def describe(ev: Evaluation) -> str:

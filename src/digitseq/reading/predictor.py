@@ -19,6 +19,7 @@ from digitseq.core.errors import DigitseqError, one_line
 from digitseq.core.extras import missing_extra
 from digitseq.core.paths import bundled_model_dir
 from digitseq.models import ctc_decode
+from digitseq.models.fixed_decode import sequence_confidence
 from digitseq.reading import preprocess
 
 log = logging.getLogger(__name__)
@@ -290,7 +291,7 @@ def fill(r: Reading, probs: np.ndarray, min_confidence: float | None) -> None:
     """Digits and confidences from (5, 10) probabilities; abstain below ``min_confidence``."""
     best = probs.argmax(axis=-1)
     per_digit = probs.max(axis=-1).astype(np.float64)
-    r.confidence = float(np.prod(per_digit))
+    r.confidence = float(sequence_confidence(probs))
     r.digit_confidences = [float(p) for p in per_digit]
     r.probabilities = probs.astype(np.float64).round(6).tolist()
     r.digits = "".join(str(int(d)) for d in best)

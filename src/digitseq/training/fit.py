@@ -27,10 +27,10 @@ from digitseq.training.calibration import calibrate_run
 from digitseq.training.config import TrainConfig
 from digitseq.training.loop import (
     Ema,
-    evaluate,
     make_scheduler,
     tensorboard_writer,
     train_one_epoch,
+    validate,
     write_history,
 )
 
@@ -202,7 +202,7 @@ def run_epoch(run: Run, epoch: int, stream, steps: int, val, deadline, progress:
     return {
         "epoch": epoch + 1,
         **row,
-        **evaluate(run.judged, val, registry.kind(cfg.arch), run.dev),
+        **validate(run.judged, val, registry.kind(cfg.arch), run.dev),
         "lr": run.sched.get_last_lr()[0],
         "seconds": round(time.perf_counter() - t0, 2),
     }

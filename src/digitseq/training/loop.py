@@ -97,7 +97,7 @@ def train_one_epoch(model, loader, opt, sched, ema, cfg, dev, gen, bar=None, dea
 
 
 @torch.no_grad()
-def evaluate(model, batches: list[tuple], kind: str, dev) -> dict:
+def validate(model, batches: list[tuple], kind: str, dev) -> dict:
     """Loss and accuracies on a fixed set of batches, in order, no augmentation. Digit accuracy
     is 1 - CER (edit distance per true digit): for equal-length readings, per-position accuracy."""
     tot_loss = right = errors = chars = n = 0

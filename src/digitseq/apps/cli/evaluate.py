@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     # torch comes in here, not at import: `digitseq serve --workers N`'s parent and
     # `digitseq --help` never load it.
     from digitseq.core import files
-    from digitseq.evaluation.metrics import evaluate, open_split
+    from digitseq.evaluation.metrics import evaluate_model, open_split
     from digitseq.evaluation.summary import (
         compare_markdown,
         default_out,
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     several = len(loaded) > 1
     evs, outs = [], []
     for i, (model, cfg) in enumerate(loaded):
-        ev = evaluate(model, cfg, split, args.limit, args.batch_size, not args.quiet)
+        ev = evaluate_model(model, cfg, split, args.limit, args.batch_size, not args.quiet)
         out = default_out(cfg, args.split) if args.out is None else args.out
         if several and args.out is not None:
             out = args.out / (ev.name if ev.name not in [e.name for e in evs] else f"{ev.name}-{i}")
