@@ -1,6 +1,6 @@
 """End to end: `streamlit run` on 127.0.0.1 driven by a real headless Chromium (Playwright's
-Python API with the Debian browser). The known-number test needs the bundled model; set
-DIGITSEQ_MODEL to run the others against another model."""
+Python API with the Debian browser). The app runs $DIGITSEQ_MODEL when set, else the bundled
+model when it is a CTC line reader, else a ctc-tiny run trained here (~1 min)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,10 +51,29 @@ def png_of_number(mnist_data, number: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """The app on the bundled model (or $DIGITSEQ_MODEL), run in an empty folder."""
+def reader(tmp_path_factory) -> Path:
+    """The model the app runs: a CTC line reader unless DIGITSEQ_MODEL says otherwise."""
+    from digitseq.apps.cli import main
+    from digitseq.core.paths import bundled_model_dir
+    from digitseq.reading.predictor import Predictor
+
+    if os.environ.get("DIGITSEQ_MODEL"):
+        return Path(os.environ["DIGITSEQ_MODEL"])
+    bundled = bundled_model_dir()
+    if (bundled / "config.json").is_file() and Predictor.load(bundled).kind == "ctc":
+        return bundled
+    out = tmp_path_factory.mktemp("runs") / "ctc-tiny"
+    args = ["-q", "train", "--preset", "ctc-tiny", "--epochs", "4", "--steps-per-epoch", "150"]
+    assert main.main([*args, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, reader):
+    """The app on the reader, run in an empty folder."""
     cwd = tmp_path_factory.mktemp("cwd")
     env = dict(os.environ, DIGITSEQ_RUNS_DIR=str(tmp_path_factory.mktemp("runs")))
+    env["DIGITSEQ_MODEL"] = str(reader)
     env["DIGITSEQ_HOME"] = str(tmp_path_factory.mktemp("home"))
     env.setdefault("OMP_NUM_THREADS", "1")
     proc, url = start_streamlit(env, cwd)
@@ -80,7 +100,7 @@ def page(browser, app_url):
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(app_url)
-    page.get_by_text("digitseq: read a handwritten 5-digit number").wait_for()
+    page.get_by_text("digitseq: read a handwritten number").wait_for()
     page.get_by_role("tab", name="Upload").wait_for()
     yield page
     context.close()
@@ -92,32 +112,45 @@ def upload(page, name: str, data: bytes, mime: str = "image/png") -> None:
     )
 
 
-def test_upload_a_known_number(page, mnist_data, request):
-    if os.environ.get("DIGITSEQ_MODEL"):
-        pytest.skip("DIGITSEQ_MODEL is set: the app does not run the bundled model")
-    request.getfixturevalue("bundled_model_dir")  # fails clearly when the model is missing
+def test_upload_a_known_number(page, mnist_data):
     upload(page, "number.png", png_of_number(mnist_data, NUMBER))
     number = page.locator(".digitseq-number").first
     sync_api.expect(number).to_have_text(NUMBER, timeout=TIMEOUT_MS)
-    sync_api.expect(page.get_by_text("sequence confidence").first).to_be_visible()
+    sync_api.expect(page.get_by_text("whole-number confidence").first).to_be_visible()
+    sync_api.expect(page.get_by_text("each digit's columns boxed").first).to_be_visible()
 
 
-def test_draw_a_number_with_the_mouse(page):
+def stroke(page, points) -> None:
+    """One pen stroke through points (x, y) with the mouse, in small steps."""
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        for t in np.linspace(0, 1, 10)[1:]:
+            page.mouse.move(x0 + t * (x1 - x0), y0 + t * (y1 - y0))
+    page.mouse.up()
+
+
+def test_draw_a_three_digit_number_with_the_mouse(page):
+    """ "171" drawn with the mouse on the canvas (a stroke, a bar and a slant, a stroke) is read
+    as 171, digit by digit, with its confidence; none of it is a 5-digit guess."""
     page.get_by_role("tab", name="Draw").click()
     canvas = page.locator("canvas.upper-canvas")
     canvas.wait_for()
     box = canvas.bounding_box()
-    x0, y0, h = box["x"], box["y"], box["height"]
-    for i in range(5):  # five upright strokes, one per digit slot ("11111")
-        cx = x0 + box["width"] * (i + 0.5) / 5
-        page.mouse.move(cx, y0 + 0.15 * h)
-        page.mouse.down()
-        for t in np.linspace(0.15, 0.85, 12):
-            page.mouse.move(cx + 4 * (t - 0.5), y0 + t * h)
-        page.mouse.up()
+    top, bottom = box["y"] + 25, box["y"] + 115
+    for i, digit in enumerate("171"):
+        cx = box["x"] + 200 + 90 * i
+        if digit == "1":
+            stroke(page, [(cx, top), (cx, bottom)])
+        else:  # a 7: the bar, then the slant down to the left
+            stroke(page, [(cx - 20, top), (cx + 20, top), (cx - 4, bottom)])
     number = page.locator(".digitseq-number").first
-    sync_api.expect(number).to_have_text(re.compile(r"^\d{5}$"), timeout=TIMEOUT_MS)
+    sync_api.expect(number).to_have_text("171", timeout=TIMEOUT_MS)
     sync_api.expect(page.get_by_text("your drawing")).to_be_visible()
+    confidence = page.locator('[data-testid="stMetricValue"]').first
+    sync_api.expect(confidence).to_have_text(re.compile(r"^\d+\.\d%$"))
+    assert float(confidence.inner_text().rstrip("%")) >= 50
+    sync_api.expect(page.get_by_text("each digit's columns boxed").first).to_be_visible()
 
 
 def test_corrupt_upload_shows_the_error(page):
