@@ -36,6 +36,7 @@ bench: install
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_predict.py
 	$(PY) benchmarks/bench_cold_start.py
+	$(PY) benchmarks/bench_deadlines.py
 	$(PY) benchmarks/bench_realistic.py
 	$(PY) benchmarks/bench_png_parity.py
 	$(PY) benchmarks/bench_batch.py

