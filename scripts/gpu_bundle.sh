@@ -24,13 +24,15 @@ PY
 }
 nvidia-smi -L
 python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"
-ds_train -q --preset bundle --epochs 1 --steps-per-epoch 150 --val-size 2000 \
-  --workers "$WORKERS" --out /tmp/probe
-secs=$(python3 -c "import json; print(json.load(open('/tmp/probe/history.json'))[0]['seconds'])")
-EPOCHS=$(python3 -c "r = 150 / $secs; print(max(3, min(60, int($BUDGET * r / $STEPS))))")
-echo "probe: 150 steps in ${secs}s -> $EPOCHS epochs of $STEPS x 256"
+if [ -z "${EPOCHS:-}" ]; then  # EPOCHS given: no probe (a second run of a known speed)
+  ds_train -q --preset bundle --epochs 1 --steps-per-epoch 150 --val-size 2000 \
+    --workers "$WORKERS" --out /tmp/probe
+  secs=$(python3 -c "import json; print(json.load(open('/tmp/probe/history.json'))[0]['seconds'])")
+  EPOCHS=$(python3 -c "r = 150 / $secs; print(max(3, min(60, int($BUDGET * r / $STEPS))))")
+  echo "probe: 150 steps in ${secs}s -> $EPOCHS epochs of $STEPS x 256"
+fi
 start=$(date +%s)
-ds_train -v --preset bundle --epochs "$EPOCHS" --workers "$WORKERS" \
+ds_train -v --preset bundle --epochs "$EPOCHS" --workers "$WORKERS" ${EXTRA:-} \
   --out /tmp/run --time-limit $(( BUDGET / 60 + 2 )) 2>&1 | grep -v "num/s" | tee "$OUT/train.log"
 echo "trained in $(( $(date +%s) - start ))s" | tee -a "$OUT/train.log"
 cp /tmp/run/best.pth /tmp/run/weights.pth /tmp/run/config.json /tmp/run/history.json \

@@ -24,7 +24,7 @@ from digitseq.apps.serve import batching
 from digitseq.apps.serve.app import ServeSettings, create_app
 from digitseq.reading import predictor
 
-KEYS = {"file", "digits", "confidence", "digit_confidences", "error"}
+KEYS = {"file", "digits", "confidence", "digit_confidences", "spans", "warning", "error"}
 
 # --- the micro-batcher ----------------------------------------------------------------------
 

@@ -29,7 +29,11 @@ def atomic_torch_save(obj, path: Path) -> None:
 
 def model_config(arch: str, hparams: dict) -> dict:
     """The sidecar's model part: enough to rebuild the model with no flags."""
-    return {"arch": arch, "hparams": registry.model_hparams(arch, **hparams)}
+    return {
+        "arch": arch,
+        "kind": registry.kind(arch),
+        "hparams": registry.model_hparams(arch, **hparams),
+    }
 
 
 def save_weights(model: nn.Module, path: Path, half: bool = False) -> None:

@@ -118,6 +118,34 @@ def greedy(logp) -> tuple[str, list[tuple[int, int]]]:
     return digits, [(int(a), int(b)) for a, b in zip(starts[keep], ends[keep], strict=True)]
 
 
+def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
+
+
+def _completion_logprob(lp: np.ndarray, min_len: int, max_len: int) -> np.ndarray:
+    """(T+1, max_len+1, 11): [t, n, c] = log P(frames t.. complete a prefix of n digits to an
+    allowed length | frame t-1 emitted class c (0: blank)). Exact, by a backward pass over
+    (digits still to add, last class); -inf where the missing digits cannot fit."""
+    t_len = len(lp)
+    todo = np.full((t_len + 1, max_len + 1, 11), NEG_INF)  # [t, j, c]: frames t.. add j digits
+    todo[t_len, 0] = 0.0
+    new_digit = np.where(np.eye(11, dtype=bool)[:, 1:], NEG_INF, 0.0)  # (11, 10): k != c
+    for t in range(t_len - 1, -1, -1):
+        nxt, y = todo[t + 1], lp[t]
+        cur = np.logaddexp(y[0] + nxt[:, :1], y + nxt)  # blank, or repeat of c (c > 0)
+        cur[:, 0] = y[0] + nxt[:, 0]
+        start = _logsumexp((y[1:] + nxt[:-1, 1:])[:, None, :] + new_digit, axis=2)  # (J, 11)
+        todo[t] = cur
+        todo[t, 1:] = np.logaddexp(cur[1:], start)
+    allowed = np.empty_like(todo)
+    for n in range(max_len + 1):
+        allowed[:, n] = _logsumexp(todo[:, max(0, min_len - n) : max_len - n + 1], axis=1)
+    return allowed
+
+
 def beam_search(logp, min_len: int = 0, max_len: int | None = None, beam: int = 16):
     """CTC prefix beam search restricted to lengths in [min_len, max_len].
 
@@ -129,61 +157,58 @@ def beam_search(logp, min_len: int = 0, max_len: int | None = None, beam: int = 
     min_len = max(min_len, 0)
     if min_len > max_len or beam < 1:
         return []
-    prefixes = [""]
-    p_blank, p_nonblank = np.zeros(1), np.full(1, NEG_INF)  # (K,) log probs per prefix
+    bounded = min_len > 0 or max_len < t_len
+    outlook = _completion_logprob(lp, min_len, max_len) if bounded else None
     digit_ids = np.arange(10)
+    prefixes = [""]  # (K,) beam, with per-prefix arrays below
+    lens, last = np.zeros(1, dtype=np.int64), np.full(1, -1)  # length, last digit (-1: none)
+    p_blank, p_nonblank = np.zeros(1), np.full(1, NEG_INF)  # log P(prefix, path ends in ...)
     for t in range(t_len):
         y = lp[t]
-        lens = np.array([len(p) for p in prefixes])
-        last = np.array([int(p[-1]) if p else -1 for p in prefixes])  # (K,)
+        k = len(prefixes)
         total = np.logaddexp(p_blank, p_nonblank)
         new_blank = total + y[0]
-        new_nonblank = np.where(last >= 0, p_nonblank + y[last + 1], NEG_INF)  # repeat last
+        new_nonblank = p_nonblank + y[last + 1]  # repeat of the last digit (empty: -inf)
         # extension by digit c: from both states, but only from blank if c repeats the last
         ext = np.where(last[:, None] == digit_ids, p_blank[:, None], total[:, None]) + y[1:]
         ext[lens >= max_len] = NEG_INF
         index = {p: i for i, p in enumerate(prefixes)}
-        for i, p in enumerate(prefixes):  # an extension equal to a prefix already in the beam
-            j = index.get(p[:-1]) if p else None
-            if j is not None:
-                c = int(p[-1])
-                new_nonblank[i] = np.logaddexp(new_nonblank[i], ext[j, c])
-                ext[j, c] = NEG_INF
-        remaining = t_len - 1 - t  # each missing digit needs at least one more frame
-        stay = np.where(lens + remaining >= min_len, np.logaddexp(new_blank, new_nonblank), NEG_INF)
-        ext[lens + 1 + remaining < min_len] = NEG_INF
-        scores = np.concatenate([stay, ext.ravel()])  # (K + 10K,)
-        order = np.flatnonzero(np.isfinite(scores))
-        if len(order) > beam:
-            order = order[np.argpartition(-scores[order], beam - 1)[:beam]]
+        merge = [
+            (i, index[p[:-1]], int(p[-1])) for i, p in enumerate(prefixes) if p and p[:-1] in index
+        ]
+        if merge:  # an extension that equals a prefix already in the beam joins it
+            i, j, c = np.array(merge).T
+            new_nonblank[i] = np.logaddexp(new_nonblank[i], ext[j, c])
+            ext[j, c] = NEG_INF
+        if bounded:  # rank by P(prefix and a completion of allowed length): this drops
+            # prefixes whose missing digits no longer fit and favours those that can end in range
+            out = outlook[t + 1]  # (max_len+1, 11)
+            rank_stay = np.logaddexp(new_blank + out[lens, 0], new_nonblank + out[lens, last + 1])
+            rank_ext = ext + out[np.minimum(lens + 1, max_len), 1:]  # ext is -inf past max_len
+            rank = np.concatenate([rank_stay, rank_ext.ravel()])
+        else:
+            rank = np.concatenate([np.logaddexp(new_blank, new_nonblank), ext.ravel()])
+        order = np.flatnonzero(rank > NEG_INF)  # over (K + 10K,) candidates: stays, extensions
         if len(order) == 0:
             return []
-        k = len(prefixes)
-        new_prefixes, blanks, nonblanks = [], [], []
-        for idx in order:
-            if idx < k:
-                new_prefixes.append(prefixes[idx])
-                blanks.append(new_blank[idx])
-                nonblanks.append(new_nonblank[idx])
-            else:
-                j, c = divmod(int(idx) - k, 10)
-                new_prefixes.append(prefixes[j] + str(c))
-                blanks.append(NEG_INF)
-                nonblanks.append(ext[j, c])
-        prefixes, p_blank, p_nonblank = new_prefixes, np.array(blanks), np.array(nonblanks)
+        if len(order) > beam:
+            order = order[np.argpartition(-rank[order], beam - 1)[:beam]]
+        is_ext = order >= k
+        parent = np.where(is_ext, (order - k) // 10, order)
+        digit = np.where(is_ext, (order - k) % 10, last[parent])
+        prefixes = [
+            prefixes[p] + str(d) if e else prefixes[p]
+            for p, d, e in zip(parent.tolist(), digit.tolist(), is_ext.tolist(), strict=True)
+        ]
+        lens, last = lens[parent] + is_ext, digit
+        p_blank = np.concatenate([new_blank, np.full(10 * k, NEG_INF)])[order]
+        p_nonblank = np.concatenate([new_nonblank, ext.ravel()])[order]
     prefixes = [p for p in prefixes if min_len <= len(p) <= max_len]
     if not prefixes:
         return []
     exact = _batch_logprob(lp, prefixes)  # beam scores can miss mass of pruned paths
     ranked = sorted(zip(prefixes, exact.tolist(), strict=True), key=lambda item: -item[1])
     return [(p, v) for p, v in ranked if v > NEG_INF]
-
-
-def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.squeeze(m, axis) + np.log(np.sum(np.exp(x - m), axis=axis))
 
 
 def _substitution_logprobs(lp: np.ndarray, digits: str) -> np.ndarray:

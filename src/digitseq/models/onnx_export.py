@@ -67,8 +67,9 @@ def onnx_bytes(model) -> bytes:
 def is_line_reader(model) -> bool:
     from digitseq.models.checkpoint import unwrap
     from digitseq.models.ctc import CTCReader
+    from digitseq.models.ensemble import CTCEnsemble
 
-    return isinstance(unwrap(model), CTCReader)
+    return isinstance(unwrap(model), CTCReader | CTCEnsemble)
 
 
 def check(model, data: bytes, n: int = 8, seed: int = 0) -> float:

@@ -54,6 +54,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def _register_builtin() -> None:
     from digitseq.models.ctc import CTCReader
+    from digitseq.models.ensemble import CTCEnsemble
     from digitseq.models.fixed import MultiHead, SeedSlices
 
     register(
@@ -61,6 +62,8 @@ def _register_builtin() -> None:
     )(MultiHead)
     register("seed-slices", "fixed", c1=32, c2=64, hidden=128, dropout=0.25)(SeedSlices)
     register("ctc", "ctc", channels=(32, 64, 128), hidden=256, context=3, dropout=0.1)(CTCReader)
+    member = {"channels": [8, 16, 32], "hidden": 32, "context": 1, "dropout": 0.0}
+    register("ctc-ensemble", "ctc", members=(member, member))(CTCEnsemble)
 
 
 _register_builtin()

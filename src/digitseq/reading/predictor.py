@@ -156,7 +156,8 @@ class Predictor:
     def kind(self) -> str:
         """'ctc' (a line reader, any length) or 'fixed' (five digit heads)."""
         model = self.config.get("model", {})
-        return model.get("kind") or ("ctc" if model.get("arch") == "ctc" else "fixed")
+        arch = str(model.get("arch", ""))
+        return model.get("kind") or ("ctc" if arch.startswith("ctc") else "fixed")
 
     @property
     def trained_lengths(self) -> tuple[int, int]:
@@ -244,6 +245,21 @@ class Predictor:
     def read(self, image, min_confidence=None, digits=None) -> Reading:
         """One image -> its Reading."""
         return self.predict([image], min_confidence, digits=digits)[0]
+
+
+MAX_DIGITS = 64
+
+
+def parse_digits(text: str) -> tuple[int, int]:
+    """``"N"`` or ``"A-B"`` digits (1 <= A <= B <= 64) -> (A, B); else a one-line error."""
+    lo, sep, hi = str(text).partition("-")
+    try:
+        a, b = int(lo), int(hi) if sep else int(lo)
+    except ValueError:
+        raise DigitseqError(f"digits: expected N or A-B (e.g. 5 or 8-12), got {text!r}") from None
+    if not 1 <= a <= b <= MAX_DIGITS:
+        raise DigitseqError(f"digits: expected 1 <= A <= B <= {MAX_DIGITS}, got {text!r}")
+    return a, b
 
 
 def as_list(images) -> list:

@@ -29,20 +29,12 @@ def probability(text: str) -> float:
     return value
 
 
-MAX_DIGITS = 64
-
-
 def digit_range(text: str) -> tuple[int, int]:
-    """``N`` or ``A-B`` digits (1 <= A <= B <= 64) -> (A, B)."""
-    lo, sep, hi = text.partition("-")
+    """``N`` or ``A-B`` digits -> (A, B), as ``--digits`` takes them."""
+    from digitseq.core.errors import DigitseqError
+    from digitseq.reading.predictor import parse_digits
+
     try:
-        a, b = int(lo), int(hi) if sep else int(lo)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected N or A-B (e.g. 5 or 8-12), got {text!r}"
-        ) from None
-    if not 1 <= a <= b <= MAX_DIGITS:
-        raise argparse.ArgumentTypeError(
-            f"expected 1 <= A <= B <= {MAX_DIGITS} digits, got {text!r}"
-        )
-    return a, b
+        return parse_digits(text)
+    except DigitseqError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("digits: ")) from None

@@ -54,12 +54,27 @@ def add_parser(sub) -> None:
             if name in ("patience", "seed", "workers"):
                 convert = int
             p.add_argument(flag, type=convert, help=text)
+    p.add_argument(
+        "--hparams",
+        type=json_object,
+        help="model hyper-parameters as JSON, e.g. '{\"hidden\": 320}'",
+    )
     p.add_argument("--deterministic", action="store_true")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--data-dir", type=Path, help="MNIST cache folder")
     p.set_defaults(handler=run)
+
+
+def json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
 
 
 def config_from_args(args: argparse.Namespace):
@@ -73,6 +88,8 @@ def config_from_args(args: argparse.Namespace):
     overrides = {k: getattr(args, k) for k in OPTION_HELP if getattr(args, k, None) is not None}
     if args.arch and args.arch != cfg.arch:
         overrides["hparams"] = {}  # another architecture: its own defaults
+    if args.hparams:
+        overrides["hparams"] = {**overrides.get("hparams", cfg.hparams), **args.hparams}
     if args.data:
         overrides["data"] = str(args.data)
     cfg = replace(

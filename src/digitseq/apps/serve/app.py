@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 
-import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -40,6 +39,7 @@ from digitseq.apps.serve.schema import (
     read_request_body,
 )
 from digitseq.core.errors import DigitseqError
+from digitseq.reading.predictor import parse_digits
 
 log = logging.getLogger("digitseq.apps.serve.app")
 MB = 1024 * 1024
@@ -51,7 +51,7 @@ class ServeSettings:
     """Service settings; each field ``name`` is read from ``DIGITSEQ_SERVE_<NAME>``."""
 
     model: str | None = None  # run folder / weights; None = the bundled model
-    backend: str = "torch"  # or "onnx" (onnxruntime)
+    backend: str = "onnx"  # onnxruntime, or "torch"
     max_batch: int = 64  # images per forward pass; 1 turns batching off
     max_wait_ms: float = 5.0  # how long the batcher waits for more images
     max_files: int = 32  # files per request
@@ -147,13 +147,13 @@ class ApiError(Exception):
 # --- reading images -------------------------------------------------------------------------
 
 
-def prepare(data: bytes):
+def prepare(data: bytes, line: bool = True):
     """Bytes of one upload -> a Reading holding the model input or the file's error.
     ``preprocess`` checks the pixel count from the header before decoding (bombs)."""
     from digitseq.reading import predictor as reader
 
     try:
-        return reader.prepare(data)
+        return reader.prepare(data, line=line)
     except Exception as e:  # noqa: BLE001 - a decoder failure is that file's error, not a 500
         log.info("preprocessing failed: %s: %s", type(e).__name__, e)
         return reader.Reading(error="could not decode the image")
@@ -240,8 +240,8 @@ def create_app(settings: ServeSettings | None = None, predictor=None) -> FastAPI
 
             torch.set_num_threads(s.torch_threads)
         p = predictor or reader.Predictor.load(s.model, s.backend, max(1, s.torch_threads))
-        batcher = batching.MicroBatcher(  # (28, 140) inputs -> (5, 10) probabilities each
-            lambda inputs: reader.softmax(p.logits(np.stack(inputs))),
+        batcher = batching.MicroBatcher(  # model inputs -> per-input outputs (p.fill reads them)
+            p.outputs,
             max_batch=s.max_batch,
             max_wait_ms=s.max_wait_ms,
             max_queue=s.max_queue,
@@ -269,7 +269,7 @@ def create_app(settings: ServeSettings | None = None, predictor=None) -> FastAPI
 
     @app.post(
         "/v1/read",
-        summary="Read the 5-digit number in one or several images",
+        summary="Read the number (any length) in one or several images",
         response_model=None,
         responses=READ_RESPONSES,
         openapi_extra=read_request_body(s.max_files),
@@ -277,10 +277,22 @@ def create_app(settings: ServeSettings | None = None, predictor=None) -> FastAPI
     async def read(
         request: Request,
         min_confidence: float | None = Query(None, ge=0.0, le=1.0, description=MIN_CONFIDENCE_DOC),
+        digits: str | None = Query(
+            None,
+            pattern=r"^([1-9]|[1-5][0-9]|6[0-4])(-([1-9]|[1-5][0-9]|6[0-4]))?$",
+            description="the number has N (or A-B, 1-64) digits: read the most probable such "
+            "number",
+        ),
     ) -> JSONResponse:
         try:
+            # a range in either order: the pattern already bounds both ends
+            bounds = parse_digits("-".join(sorted(digits.split("-"), key=int))) if digits else None
+            request.app.state.predictor.check_digits(bounds)
+        except DigitseqError as e:
+            raise ApiError(422, str(e)) from None
+        try:
             async with asyncio.timeout(s.timeout_s):
-                results = await read_images(request, s, min_confidence)
+                results = await read_images(request, s, min_confidence, bounds)
         except TimeoutError:
             raise ApiError(503, f"the request took longer than {s.timeout_s:g} s") from None
         except batching.BatcherBusy as e:
@@ -315,18 +327,19 @@ def create_app(settings: ServeSettings | None = None, predictor=None) -> FastAPI
     return app
 
 
-async def read_images(request: Request, s: ServeSettings, min_confidence: float | None):
+async def read_images(request: Request, s: ServeSettings, min_confidence, digits=None):
     """Uploads -> preprocess (thread pool) -> batched model -> one jsonl-style dict per file."""
-    from digitseq.reading import predictor as reader
 
     uploads = await uploads_from_request(request, s)
     loop = asyncio.get_running_loop()
     pool, batcher = request.app.state.pool, request.app.state.batcher
+    p = request.app.state.predictor
+    line = p.kind == "ctc"
     share = asyncio.Semaphore(s.request_threads)  # this request's share of the decode pool
 
     async def decode(data: bytes):
         async with share:
-            return await loop.run_in_executor(pool, prepare, data)
+            return await loop.run_in_executor(pool, prepare, data, line)
 
     async def work():
         pixels = await loop.run_in_executor(pool, header_pixels, [d for _, d in uploads])
@@ -341,9 +354,9 @@ async def read_images(request: Request, s: ServeSettings, min_confidence: float 
     # Decoding stops (images not yet started are never decoded) when the client goes away.
     readings = await until_disconnected(request, work())
     ok = [r for r in readings if r.error is None]
-    probs = await batcher.submit([r.input for r in ok])
-    for r, p in zip(ok, probs, strict=True):
-        reader.fill(r, p, min_confidence)
+    outputs = await batcher.submit([r.input for r in ok])
+    for r, out in zip(ok, outputs, strict=True):
+        p.fill(r, out, min_confidence, digits)
     for r, (name, _) in zip(readings, uploads, strict=True):
         r.file = name
     return [r.to_json(include_abstained=min_confidence is not None) for r in readings]

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from digitseq.core.constants import IMG_H, IMG_W
 
-DESCRIPTION = """Reads the handwritten 5-digit number in each posted image with digitseq's CNN.
+DESCRIPTION = """Reads the handwritten number (any length) in each posted image with digitseq's
+CTC line reader; `digits=N` or `digits=A-B` asks for the most probable number of that length.
 
 Post images as multipart field `files` (one or several) or as one raw body with an `image/*`
 content type. Every file gets one result, in order; a file that is not a readable image gets an
@@ -27,6 +28,8 @@ EXAMPLE_RESULT = {
     "digits": "40213",
     "confidence": 0.9871,
     "digit_confidences": [0.9991, 0.9962, 0.9987, 0.9945, 0.9983],
+    "spans": [[4, 23], [30, 51], [58, 79], [86, 107], [114, 135]],
+    "warning": None,
     "error": None,
 }
 
@@ -35,9 +38,17 @@ class ReadResult(BaseModel):
     """One image's reading: the keys of `digitseq predict --format jsonl`."""
 
     file: str | None = Field(description="the upload's file name (null for a raw body)")
-    digits: str | None = Field(pattern=r"^[0-9]{5}$", description="the number, 5 characters")
-    confidence: float | None = Field(ge=0, le=1, description="product of the digit confidences")
-    digit_confidences: list[float] | None = Field(min_length=5, max_length=5)
+    digits: str | None = Field(
+        pattern=r"^[0-9]*$", description="the number, any length ('' when no digit is seen)"
+    )
+    confidence: float | None = Field(
+        ge=0, le=1, description="calibrated probability of the whole reading"
+    )
+    digit_confidences: list[float] | None = Field(description="one per digit")
+    spans: list[list[int]] | None = Field(
+        None, description="each digit's [first, last] column in the model input (line readers)"
+    )
+    warning: str | None = Field(None, description="e.g. an unsure length-constrained reading")
     error: str | None = Field(description="why this file could not be read")
     abstained: bool | None = Field(None, description="only when min_confidence is given")
     model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_RESULT]})
