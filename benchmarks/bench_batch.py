@@ -4,9 +4,11 @@ Ray Data on a local 2-CPU cluster vs ``--jobs 2``.
 Images are built from MNIST *test* digits: 28x140 strips (five digits side by side, PNG) and
 realistic photos of paper (~1,000 px, JPEG/PNG; ``digitseq.data.realistic``). Throughput is
 measured in this process through the same engine ``predict`` uses (the bundled model, its
-default backend; pool start-up included, model loading not). Memory: ``digitseq predict
---output`` as a subprocess over ``--files`` files (hard links to 1,000 strips), the RSS of the
-whole process tree (main + workers) sampled every 0.25 s. Last stdout line: one JSON object.
+default backend; with --jobs 2 the pool start-up and the workers' model loading are
+included). Memory: ``digitseq predict --output`` as a subprocess over ``--files`` files (hard
+links to the strips), the whole process tree (main + workers) sampled every 0.25 s: the sum of
+RSS (counts shared library pages once per process) and of PSS (shares them out: the tree's real
+footprint). Last stdout line: one JSON object.
 
     .venv/bin/python benchmarks/bench_batch.py                    # the full run (~15 min)
     .venv/bin/python benchmarks/bench_batch.py --quick            # smaller counts
@@ -40,13 +42,15 @@ def make_strips(folder: Path, n: int, data, seed: int = 0) -> None:
         Image.fromarray(img).save(folder / f"{i:06d}.png")
 
 
-def throughput(folder: Path, predictor, jobs: int) -> float:
-    """Images/s of the local engine over every file of ``folder``."""
+def throughput(folder: Path, jobs: int) -> float:
+    """Images/s of the local engine over every file of ``folder`` (bundled model, default
+    backend; with --jobs 1 the model is loaded once in this process, before the timing)."""
     from digitseq.apps.batch.inputs import iter_items
     from digitseq.apps.batch.local import read_all
+    from digitseq.apps.batch.work import ReaderSpec
 
     t = time.perf_counter()
-    n = sum(1 for r in read_all(iter_items([folder]), predictor, jobs) if r.error is None)
+    n = sum(1 for r in read_all(iter_items([folder]), ReaderSpec(), jobs) if r.error is None)
     return n / (time.perf_counter() - t)
 
 
@@ -59,21 +63,23 @@ def ray_throughput(folder: Path) -> float:
     return n / (time.perf_counter() - t)
 
 
-def tree_rss(pid: int) -> int:
+def tree_memory(pid: int) -> tuple[int, int]:
+    """(sum of RSS, sum of PSS) of a process and its descendants, bytes."""
     import psutil
 
     try:
         me = psutil.Process(pid)
         procs = [me, *me.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return 0, 0
+    rss = pss = 0
     for p in procs:
         try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:
+            m = p.memory_full_info()
+            rss, pss = rss + m.rss, pss + m.pss
+        except psutil.Error:
             pass
-    return total
+    return rss, pss
 
 
 def lines(path: Path) -> int:
@@ -93,12 +99,12 @@ def memory_run(work: Path, strips: Path, n_files: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t = time.perf_counter()
     proc = subprocess.Popen([*cmd, str(many)], env=env)
-    peak, at_tenth = 0, None
+    peak, at_tenth = (0, 0), None
     while proc.poll() is None:
-        rss = tree_rss(proc.pid)
-        peak = max(peak, rss)
+        now = tree_memory(proc.pid)
+        peak = (max(peak[0], now[0]), max(peak[1], now[1]))
         if at_tenth is None and out.exists() and lines(out) >= n_files // 10:
-            at_tenth = rss
+            at_tenth = now
         time.sleep(0.25)
     seconds = time.perf_counter() - t
     written = lines(out)
@@ -108,8 +114,10 @@ def memory_run(work: Path, strips: Path, n_files: int) -> dict:
         "exit": proc.returncode,
         "seconds": round(seconds, 1),
         "images_per_s": round(written / seconds, 1),
-        "rss_mb_after_tenth": round((at_tenth or 0) / 2**20),
-        "rss_mb_peak": round(peak / 2**20),
+        "rss_mb_after_tenth": round((at_tenth or (0, 0))[0] / 2**20),
+        "pss_mb_after_tenth": round((at_tenth or (0, 0))[1] / 2**20),
+        "rss_mb_peak": round(peak[0] / 2**20),
+        "pss_mb_peak": round(peak[1] / 2**20),
     }
 
 
@@ -129,7 +137,7 @@ def main() -> None:
     from digitseq.reading.predictor import Predictor
 
     data = mnist.load()
-    predictor = Predictor.load()  # bundled model, default backend
+    predictor = Predictor.load()  # bundled model, default backend (for its name only)
     result = {
         "benchmark": "batch",
         "cores": os.cpu_count(),
@@ -143,10 +151,10 @@ def main() -> None:
         realistic.write_realistic_set(kinds["photos"], args.photos, seed=1, data=data)
         (kinds["photos"] / "labels.csv").unlink()
         for kind, folder in kinds.items():
-            throughput(folder, predictor, 2)  # warm: page cache, kernels
-            # best of two, alternated: the cores are shared, and a neighbour's burst is noise
-            one = max(throughput(folder, predictor, 1), throughput(folder, predictor, 1))
-            two = max(throughput(folder, predictor, 2), throughput(folder, predictor, 2))
+            throughput(folder, 1)  # warm: page cache, this process's reader
+            # best of two: the cores are shared, and a neighbour's burst is noise
+            one = max(throughput(folder, 1), throughput(folder, 1))
+            two = max(throughput(folder, 2), throughput(folder, 2))
             result[kind] = {
                 "images": len(list(folder.iterdir())),
                 "jobs1_images_per_s": round(one, 1),

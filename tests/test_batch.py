@@ -101,9 +101,9 @@ def test_recursive_from_list_and_stdin(capsys, tmp_path, monkeypatch):
     (top / "day2" / "b.png").write_bytes(SAMPLES[2].read_bytes())
     expected = [top / "z.png", top / "day1" / "a.png", top / "day2" / "b.png"]
 
-    code, lines, _ = run_cli(capsys, "--jobs", "2", top)
+    code, lines, _ = run_cli(capsys, top)
     assert code == 0 and [line.split("\t")[0] for line in lines] == [str(top / "z.png")]
-    code, lines, _ = run_cli(capsys, "--jobs", "2", "--recursive", top)
+    code, lines, _ = run_cli(capsys, "--jobs", "2", "--batch-size", "1", "--recursive", top)
     assert code == 0 and [line.split("\t")[0] for line in lines] == list(map(str, expected))
     assert [line.split("\t")[1] for line in lines] == [LABELS[p.name] for p in SAMPLES[:3]]
 
@@ -282,8 +282,13 @@ def test_resume_after_sigkill_gives_each_file_once_with_the_same_digits(capsys, 
     argv = cli_command("--jobs", "2", "--batch-size", "16", "--output", out, tmp_path / "many")
     proc = subprocess.Popen(argv, env=cli_env(), stderr=subprocess.DEVNULL)
     wait_for_lines(out, 100, proc)
+    import psutil
+
+    children = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, "worker processes outlived the killed run"
     written = out.read_bytes().count(b"\n")
     assert 100 <= written < 600, "kill the run midway"
     with open(out, "ab") as f:  # what a kill mid-write leaves: a torn last line
@@ -311,7 +316,7 @@ def test_a_killed_worker_is_replaced_and_every_file_read_once(tmp_path):
     proc = subprocess.Popen(argv, env=cli_env(), stderr=subprocess.PIPE)
     wait_for_lines(out, 16, proc)
     me = psutil.Process(proc.pid)
-    workers = [p for p in me.children(recursive=True) if p.ppid() != proc.pid]  # forkserver's
+    workers = [p for p in me.children() if "spawn_main" in " ".join(p.cmdline())]
     assert workers, "no worker processes found"
     workers[0].send_signal(signal.SIGKILL)
     _, err = proc.communicate(timeout=300)

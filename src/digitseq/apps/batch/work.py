@@ -1,10 +1,14 @@
-"""The two halves of reading, split so that each can run where it is cheapest: ``prepare_files``
-(decode + preprocess, CPU-bound, in worker processes or Ray tasks) and ``finish`` (the model
-on a large batch, in the process that holds the loaded Predictor)."""
+"""Reading split in two halves that can run in different processes: ``prepare_files`` (decode +
+preprocess) and ``finish`` (the model on a whole batch, where a Predictor is loaded); and
+``read_files``, both halves in a worker process that holds its own Predictor (``ReaderSpec``)."""
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,14 +16,57 @@ from digitseq.reading import predictor as reading
 from digitseq.reading.predictor import Reading
 
 
-def init_worker() -> None:
-    """A worker process uses one thread: the cores are shared by the workers themselves."""
+@dataclass(frozen=True)
+class ReaderSpec:
+    """What a worker needs to load the same reader as the main process (picklable)."""
+
+    model: str | None = None
+    backend: str = "onnx"
+    digits: tuple[int, int] | None = None
+    min_confidence: float | None = None
+
+    def load(self):
+        predictor = reading.Predictor.load(self.model, backend=self.backend)
+        if self.digits is not None:
+            predictor.check_digits(self.digits)
+            predictor.digits = self.digits
+        return predictor
+
+
+_LOADED: dict[ReaderSpec, object] = {}  # this process's reader, loaded on first use
+
+
+def loaded(spec: ReaderSpec):
+    if spec not in _LOADED:
+        _LOADED.clear()
+        _LOADED[spec] = spec.load()
+    return _LOADED[spec]
+
+
+def read_files(paths: list[str], spec: ReaderSpec) -> list[Reading]:
+    """Decode, preprocess and read a chunk of files with this process's reader (one batch).
+    A model that cannot be loaded raises its DigitseqError (the caller reports it once)."""
+    if "torch" in sys.modules:  # the torch backend, or a checkpoint exported on load
+        sys.modules["torch"].set_num_threads(1)
+    predictor = loaded(spec)
+    readings = prepare_files(paths, line_input(predictor))
+    return finish(predictor, readings, spec.min_confidence, batch_size=max(1, len(paths)))
+
+
+def init_worker(parent: int) -> None:
+    """A worker process uses one thread (the cores are shared by the workers themselves), and
+    exits when ``parent`` is gone: a pool's idle workers would otherwise outlive a main process
+    killed with SIGKILL, waiting forever on a queue they themselves hold open."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    import sys
+    threading.Thread(target=watch, args=(parent,), daemon=True, name="watch-parent").start()
 
-    if "torch" in sys.modules:  # only when the parent had it and the worker was forked
-        sys.modules["torch"].set_num_threads(1)
+
+def watch(parent: int, every_s: float = 1.0) -> None:
+    while True:
+        time.sleep(every_s)
+        if os.getppid() != parent:  # re-parented: the main process died
+            os._exit(1)
 
 
 def line_input(predictor) -> bool:

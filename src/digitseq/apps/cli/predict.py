@@ -114,13 +114,14 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     else:
         from digitseq.apps.batch.local import read_all
-        from digitseq.reading.predictor import Predictor
+        from digitseq.apps.batch.work import ReaderSpec, loaded
 
-        predictor = Predictor.load(args.model, backend=args.backend)
-        predictor.check_digits(args.digits)
-        predictor.digits = args.digits
+        model = str(args.model) if args.model is not None else None
+        spec = ReaderSpec(model, args.backend, args.digits, args.min_confidence)
+        if args.jobs == 1:
+            loaded(spec)  # a bad model or --digits: one line before anything is read
         items = skip_done(iter_items(sources(args), args.recursive), done)
-        readings = read_all(items, predictor, args.jobs, args.min_confidence, args.batch_size)
+        readings = read_all(items, spec, args.jobs, args.batch_size)
         records = (r.to_json(include_abstained) for r in readings)
     out = None
     if args.output is not None and fmt == "jsonl":
