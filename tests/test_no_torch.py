@@ -21,10 +21,18 @@ IMAGE = SEED_SAMPLES / "101.png"
 # what `digitseq predict` must not import: training and the other apps' frameworks
 NOT_FOR_READING = ("torch", "matplotlib", "onnxscript", "fastapi", "uvicorn", "streamlit", "ray")
 # `digitseq ...` in a fresh interpreter where `import torch` fails as if it were not installed
-WITHOUT_TORCH = (
-    "import sys; sys.modules['torch'] = None; from digitseq.apps.cli.main import main; "
-    "sys.exit(main(sys.argv[1:]))"
-)
+WITHOUT_TORCH = """
+import sys
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NoTorch())
+from digitseq.apps.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 @pytest.fixture(scope="module")
