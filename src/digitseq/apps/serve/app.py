@@ -35,7 +35,7 @@ from digitseq.apps.serve.schema import (
     READ_RESPONSES,
     Health,
     ModelInfo,
-    model_info,
+    model_answer,
     read_request_body,
 )
 from digitseq.core.errors import DigitseqError
@@ -307,7 +307,7 @@ def create_app(settings: ServeSettings | None = None, predictor=None) -> FastAPI
 
     @app.get("/v1/model", summary="The model behind the service", response_model=ModelInfo)
     async def get_model(request: Request) -> dict:
-        return model_info(request.app.state.predictor.info, s)
+        return model_answer(request.app.state.predictor.info, s)
 
     @app.get(
         "/healthz",

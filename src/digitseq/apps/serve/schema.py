@@ -120,7 +120,7 @@ def read_request_body(max_files: int) -> dict:
     }
 
 
-def model_info(info: dict, s) -> dict:
+def model_answer(info: dict, s) -> dict:
     """predictor.info and the ``ServeSettings`` ``s`` -> the /v1/model answer (the server's
     file paths are not shown)."""
     out = {
