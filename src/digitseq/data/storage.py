@@ -1,6 +1,7 @@
 """Dataset folders: write (streamed into memory-mapped .npy, atomic) and read (memmap, verified).
 
-Layout of a dataset folder::
+Two formats. Version 1, 5-digit numbers (``--lengths 5``, layout seed / natural / mixed: the
+default, byte for byte the datasets digitseq always wrote)::
 
     manifest.json            config, seed, counts, MNIST checksums, SHA-256 of every file
     train/ val/ test/        one folder per split (absent when its count was 0)
@@ -10,12 +11,25 @@ Layout of a dataset folder::
                              train/val, t10k file for test)
         layouts.npy          uint8 (N,): 0 = seed, 1 = natural
         png/NNNNNN.png, labels.csv   with --png only
+
+Version 2, numbers of any length (``--lengths 1-12``, or the touching / mix3 layouts)::
+
+        images.npy           uint8 (N, 28, W): W is one width for the whole dataset (the widest
+                             number its lengths and layouts can make), padded on the right with 0
+        widths.npy           int32 (N,): each number's real width (columns >= it are 0)
+        labels.npy           uint8 (N, Lmax): the digits, 255 beyond each number's length
+        lengths.npy          uint8 (N,): digits per number (so leading zeros are kept)
+        sources.npy          int32 (N, Lmax): MNIST index of each digit, -1 beyond the length
+        layouts.npy          uint8 (N,): 0 = seed, 1 = natural, 2 = touching
+        png/NNNNNN.png, labels.csv   each PNG at its real width; labels.csv: the digit strings
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -23,19 +37,47 @@ from pathlib import Path
 
 import numpy as np
 
-from digitseq.core.constants import IMG_H, IMG_W, N_DIGITS, SPLITS
+from digitseq.core.constants import DIGIT_SIZE, IMG_H, IMG_W, N_DIGITS, SPLITS
 from digitseq.core.errors import DigitseqError
 from digitseq.core.files import file_hash
 from digitseq.data import compose, mnist, target
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # 5-digit numbers, 28x140 (what every fixed-length reader takes)
+LINES_VERSION = 2  # numbers of any length, padded to one width per dataset
+VERSIONS = (FORMAT_VERSION, LINES_VERSION)
 CHUNK = 8192
-ARRAYS = {  # name -> (dtype, trailing shape)
+ARRAYS = {  # version 1: name -> (dtype, trailing shape)
     "images": (np.uint8, (IMG_H, IMG_W)),
     "labels": (np.uint8, (N_DIGITS,)),
     "sources": (np.int32, (N_DIGITS,)),
     "layouts": (np.uint8, ()),
 }
+LAYOUTS = ("seed", "natural", "touching", "mixed", "mix3")
+FIXED_LAYOUTS = ("seed", "natural", "mixed")  # the layouts of version-1 datasets
+MAX_LENGTH = 64  # longest number a dataset may hold (a 28 x 1792 image)
+
+
+def line_arrays(width: int, max_length: int) -> dict[str, tuple]:
+    """Version 2: name -> (dtype, trailing shape)."""
+    return {
+        "images": (np.uint8, (IMG_H, width)),
+        "widths": (np.int32, ()),
+        "labels": (np.uint8, (max_length,)),
+        "lengths": (np.uint8, ()),
+        "sources": (np.int32, (max_length,)),
+        "layouts": (np.uint8, ()),
+    }
+
+
+def parse_lengths(text: str) -> tuple[int, int]:
+    """'5' -> (5, 5); '1-12' -> (1, 12): the lengths a dataset's numbers are drawn from."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(text))
+    if not m:
+        raise DigitseqError(f"--lengths must be N or LO-HI (e.g. 5 or 1-12), got {text!r}")
+    lo, hi = int(m[1]), int(m[2] or m[1])
+    if not 1 <= lo <= hi <= MAX_LENGTH:
+        raise DigitseqError(f"--lengths must satisfy 1 <= LO <= HI <= {MAX_LENGTH}, got {text!r}")
+    return lo, hi
 
 
 @dataclass(frozen=True)
@@ -48,9 +90,29 @@ class GenerateConfig:
     leading_zero: bool = True
     png: bool = False
     natural: compose.NaturalParams = field(default_factory=compose.NaturalParams)
+    lengths: tuple[int, int] = (N_DIGITS, N_DIGITS)  # each number's length, uniform in [lo, hi]
+    touching: compose.TouchingParams = field(default_factory=compose.TouchingParams)
+
+    @property
+    def fixed(self) -> bool:
+        """True for today's 5-digit datasets (format version 1, byte for byte as before)."""
+        return tuple(self.lengths) == (N_DIGITS, N_DIGITS) and self.layout in FIXED_LAYOUTS
+
+    @property
+    def width(self) -> int:
+        """The image width of every number in the dataset: the widest its lengths and layouts
+        can make (seed/natural: 28 per digit; touching: its pitch per digit plus the margins)."""
+        hi = int(self.lengths[1])
+        width = DIGIT_SIZE * hi
+        if self.layout in ("touching", "mix3"):
+            t = self.touching
+            step = t.pitch + max(t.gap_max, 0.0)
+            touching = math.ceil(step * (hi - 1)) + DIGIT_SIZE + 2 * int(t.margin[1]) + 2
+            width = max(width, touching)
+        return width
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "layout": self.layout,
             "counts": dict(self.counts),
             "seed": self.seed,
@@ -58,6 +120,13 @@ class GenerateConfig:
             "png": self.png,
             "natural": self.natural.to_dict(),
         }
+        if not self.fixed:  # version 1 manifests stay exactly as they were
+            d["lengths"] = [int(v) for v in self.lengths]
+            d["touching"] = self.touching.to_dict()
+        return d
+
+    def arrays(self) -> dict[str, tuple]:
+        return ARRAYS if self.fixed else line_arrays(self.width, int(self.lengths[1]))
 
 
 def split_rng(seed: int, split: str) -> np.random.Generator:
@@ -76,8 +145,9 @@ def write_split(
     from tqdm import tqdm
 
     folder.mkdir(parents=True)
+    arrays = cfg.arrays()
     files = {name: open_npy(folder / f"{name}.npy", dtype, (n, *shape)) for name, (dtype, shape)
-             in ARRAYS.items()}  # fmt: skip
+             in arrays.items()}  # fmt: skip
     png = PngWriter(folder / "png") if cfg.png else None
     images, labels, offset = mnist.split_pool(data, split)
     index = compose.class_index(labels)
@@ -86,20 +156,35 @@ def write_split(
         with tqdm(total=n, desc=f"{split:>5}", unit="seq", disable=not progress) as bar:
             for start in range(0, n, CHUNK):
                 k = min(CHUNK, n - start)
-                img, digits, idx, lay = compose.generate_fixed(
-                    images, labels, k, rng, cfg.layout, cfg.leading_zero, cfg.natural, index
-                )
-                chunk = {"images": img, "labels": digits, "sources": idx + offset, "layouts": lay}
+                chunk = generate_chunk(images, labels, index, k, rng, cfg)
+                chunk["sources"] = np.where(chunk["sources"] >= 0, chunk["sources"] + offset, -1)
                 for name, f in files.items():
-                    f.write(np.ascontiguousarray(chunk[name], dtype=ARRAYS[name][0]).data)
+                    f.write(np.ascontiguousarray(chunk[name], dtype=arrays[name][0]).data)
                 if png:
-                    png.write(start, img, digits, lay)
+                    png.write(start, chunk)
                 bar.update(k)
     finally:
         for f in files.values():
             f.close()
         if png:
             png.close()
+
+
+def generate_chunk(images, labels, index, k: int, rng, cfg: GenerateConfig) -> dict:
+    """k numbers as the split's arrays (sources are pool indices, -1 beyond each length)."""
+    if cfg.fixed:  # today's generator call, so version-1 datasets keep their bytes
+        img, digits, idx, lay = compose.generate_fixed(
+            images, labels, k, rng, cfg.layout, cfg.leading_zero, cfg.natural, index
+        )
+        widths, lengths = np.full(len(img), IMG_W, np.int32), np.full(len(img), N_DIGITS, np.uint8)
+        return {"images": img, "labels": digits, "sources": idx, "layouts": lay,
+                "widths": widths, "lengths": lengths}  # fmt: skip
+    lines = compose.generate(
+        images, labels, k, rng, cfg.layout, cfg.leading_zero, cfg.natural, index,
+        lengths=tuple(cfg.lengths), touching=cfg.touching, width=cfg.width,
+    )  # fmt: skip
+    return {"images": lines.images, "widths": lines.widths, "labels": lines.digits,
+            "lengths": lines.lengths, "sources": lines.idx, "layouts": lines.layouts}  # fmt: skip
 
 
 def open_npy(path: Path, dtype, shape: tuple[int, ...]):
@@ -113,7 +198,8 @@ def open_npy(path: Path, dtype, shape: tuple[int, ...]):
 
 
 class PngWriter:
-    """NNNNNN.png per sample plus labels.csv (file,label,layout), for people and other tools."""
+    """NNNNNN.png per sample (at its real width) plus labels.csv (file,label,layout: the label
+    is the number as a digit string, leading zeros kept), for people and other tools."""
 
     def __init__(self, folder: Path):
         folder.mkdir()
@@ -122,14 +208,15 @@ class PngWriter:
         self.csv.write("file,label,layout\n")
         self.names = {v: k for k, v in compose.LAYOUT_IDS.items()}
 
-    def write(self, start: int, images: np.ndarray, digits: np.ndarray, layouts: np.ndarray):
+    def write(self, start: int, chunk: dict[str, np.ndarray]):
         from PIL import Image
 
-        for i in range(len(images)):
+        strings = compose.labels_to_strings(chunk["labels"], chunk["lengths"])
+        for i, label in enumerate(strings):
             name = f"{start + i:06d}.png"
-            Image.fromarray(images[i]).save(self.folder / name, optimize=False)
-            label = "".join(map(str, digits[i]))
-            self.csv.write(f"{name},{label},{self.names[int(layouts[i])]}\n")
+            image = np.ascontiguousarray(chunk["images"][i, :, : int(chunk["widths"][i])])
+            Image.fromarray(image).save(self.folder / name, optimize=False)
+            self.csv.write(f"{name},{label},{self.names[int(chunk['layouts'][i])]}\n")
 
     def close(self) -> None:
         self.csv.close()
@@ -150,7 +237,7 @@ def generate_dataset(
     # --overwrite replaces a dataset, never a folder of someone's other files.
     target.check_replaceable(out_dir)
     target.remove_stale_temps(out_dir)  # left by killed runs
-    sample = sum(np.dtype(d).itemsize * int(np.prod(shape)) for d, shape in ARRAYS.values())
+    sample = sum(np.dtype(d).itemsize * int(np.prod(shape)) for d, shape in cfg.arrays().values())
     target.check_free_space(out_dir.parent, target.dataset_bytes(cfg.counts, sample, cfg.png))
     data = mnist.load(mnist_dir)
     try:
@@ -172,14 +259,16 @@ def generate_dataset(
                 files[path.relative_to(tmp).as_posix()] = file_hash(path)
         manifest = {
             "format": "digitseq-dataset",
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if cfg.fixed else LINES_VERSION,
             "config": cfg.to_dict(),
             "counts": {s: cfg.counts.get(s, 0) for s in SPLITS if cfg.counts.get(s, 0) > 0},
-            "image_shape": [IMG_H, IMG_W],
+            "image_shape": [IMG_H, IMG_W if cfg.fixed else cfg.width],
             "mnist_sources": {s: list(v) for s, v in mnist.SPLIT_SOURCES.items()},
             "mnist_md5": mnist.checksums(),
             "files": files,
         }
+        if not cfg.fixed:
+            manifest["lengths"] = [int(v) for v in cfg.lengths]  # Lmax = lengths[1]
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old")
@@ -199,8 +288,17 @@ def generate_dataset(
 
 
 def check_config(cfg: GenerateConfig) -> None:
-    if cfg.layout not in ("seed", "natural", "mixed"):
-        raise DigitseqError(f"unknown layout {cfg.layout!r} (choose seed, natural or mixed)")
+    if cfg.layout not in LAYOUTS:
+        raise DigitseqError(f"unknown layout {cfg.layout!r} (choose {', '.join(LAYOUTS)})")
+    lengths = tuple(cfg.lengths)
+    if (
+        len(lengths) != 2
+        or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in lengths)
+        or not 1 <= lengths[0] <= lengths[1] <= MAX_LENGTH
+    ):
+        raise DigitseqError(
+            f"lengths must be (lo, hi) with 1 <= lo <= hi <= {MAX_LENGTH}, got {cfg.lengths!r}"
+        )
     for split, n in cfg.counts.items():
         if split not in SPLITS:
             raise DigitseqError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
@@ -218,17 +316,38 @@ def check_config(cfg: GenerateConfig) -> None:
 
 @dataclass(frozen=True)
 class Split:
-    """One stored split, memory-mapped."""
+    """One stored split, memory-mapped. Version-1 (5-digit) splits get widths (all 140) and
+    lengths (all 5) made in memory, so readers can treat both formats alike."""
 
-    images: np.ndarray  # (N, 28, 140) uint8
-    labels: np.ndarray  # (N, 5) uint8
-    sources: np.ndarray  # (N, 5) int32
+    images: np.ndarray  # (N, 28, W) uint8; W = 140 for 5-digit datasets
+    labels: np.ndarray  # (N, Lmax) uint8, 255 beyond each length; (N, 5) for 5-digit datasets
+    sources: np.ndarray  # (N, Lmax) int32, -1 beyond each length
     layouts: np.ndarray  # (N,) uint8
     name: str
     folder: Path
+    widths: np.ndarray | None = None  # (N,) int32: each number's real width
+    lengths: np.ndarray | None = None  # (N,) uint8: digits per number
+    version: int = FORMAT_VERSION
+
+    def __post_init__(self):
+        n = len(self.labels)
+        if self.widths is None:
+            object.__setattr__(self, "widths", np.full(n, self.images.shape[2], np.int32))
+        if self.lengths is None:
+            object.__setattr__(self, "lengths", np.full(n, self.labels.shape[1], np.uint8))
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def fixed(self) -> bool:
+        """A 5-digit 28x140 split (format version 1): what fixed-length readers take."""
+        return self.version == FORMAT_VERSION
+
+    def strings(self, start: int = 0, stop: int | None = None) -> list[str]:
+        """The numbers [start, stop) as digit strings, leading zeros kept."""
+        sl = slice(start, stop)
+        return compose.labels_to_strings(np.asarray(self.labels[sl]), np.asarray(self.lengths[sl]))
 
 
 def read_manifest(dataset: Path) -> dict:
@@ -263,10 +382,25 @@ def load_split(dataset: Path, split: str, verify_checksums: bool = False) -> Spl
     n = manifest.get("counts", {}).get(split)
     if not n:
         raise DigitseqError(f"{dataset} has no {split!r} split")
+    version = manifest.get("version")
+    if version not in VERSIONS:
+        raise DigitseqError(
+            f"{dataset} is a dataset of format version {version}; this digitseq reads "
+            f"{' and '.join(map(str, VERSIONS))}: regenerate it with `digitseq generate`"
+        )
+    if version == FORMAT_VERSION:
+        expected = ARRAYS
+    else:
+        try:
+            height, width = manifest["image_shape"]
+            max_length = int(manifest["lengths"][1])
+        except (KeyError, TypeError, ValueError, IndexError):
+            raise DigitseqError(f"{dataset}/manifest.json lacks image_shape or lengths") from None
+        expected = line_arrays(int(width), max_length)
     if verify_checksums:
         verify(dataset)
     arrays = {}
-    for name, (dtype, shape) in ARRAYS.items():
+    for name, (dtype, shape) in expected.items():
         path = dataset / split / f"{name}.npy"
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -280,4 +414,4 @@ def load_split(dataset: Path, split: str, verify_checksums: bool = False) -> Spl
                 f"{np.dtype(dtype)}"
             )
         arrays[name] = arr
-    return Split(**arrays, name=split, folder=dataset / split)
+    return Split(**arrays, name=split, folder=dataset / split, version=version)

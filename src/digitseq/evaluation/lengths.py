@@ -44,33 +44,41 @@ def length_table(model, lengths=range(1, 13), n: int = 1000, layout: str = "natu
                                  lengths=(length, length), pad_to=32)  # fmt: skip
         truth = compose.labels_to_strings(lines.digits, lines.lengths)
         read, conf = read_lines(model, lines.images, lines.widths)
-        right = np.array([a == b for a, b in zip(read, truth, strict=True)])
-        errors = sum(ctc_decode.edit_distance(a, b) for a, b in zip(read, truth, strict=True))
-        ece, _ = calibration(conf, right)
-        rows.append(
-            {
-                "length": length,
-                "n": n,
-                "layout": layout,
-                "seq_acc": float(right.mean()),
-                "target": 0.997**length,
-                "cer": errors / (n * length),
-                "wrong_length": float(
-                    np.mean([len(a) != len(b) for a, b in zip(read, truth, strict=True)])
-                ),
-                "ece": ece,
-                "mean_confidence": float(conf.mean()),
-                "seconds": round(time.perf_counter() - t0, 2),
-            }
-        )
+        row = length_row(read, truth, conf, length, layout)
+        rows.append({**row, "seconds": round(time.perf_counter() - t0, 2)})
     return rows
+
+
+def length_row(read: list[str], truth: list[str], conf: np.ndarray, length, layout: str) -> dict:
+    """Metrics of one group of readings (``length``: its number of digits, or "all"):
+    whole-number accuracy, CER (edit distance / true digits), wrong-length rate, ECE of the
+    string probability."""
+    n = len(truth)
+    pairs = list(zip(read, truth, strict=True))
+    right = np.array([a == b for a, b in pairs], bool)
+    errors = sum(ctc_decode.edit_distance(a, b) for a, b in zip(read, truth, strict=True))
+    ece, _ = calibration(np.asarray(conf, np.float64), right)
+    return {
+        "length": length,
+        "n": n,
+        "layout": layout,
+        "seq_acc": float(right.mean()),
+        "target": 0.997**length if isinstance(length, int) else None,
+        "cer": errors / max(1, sum(map(len, truth))),
+        "wrong_length": float(
+            np.mean([len(a) != len(b) for a, b in zip(read, truth, strict=True)])
+        ),
+        "ece": ece,
+        "mean_confidence": float(np.mean(conf)),
+    }
 
 
 def table_markdown(rows: list[dict]) -> str:
     head = "| digits | n | whole-number | target 0.997^L | CER | wrong length | ECE |\n"
     head += "|---:|---:|---:|---:|---:|---:|---:|\n"
     return head + "".join(
-        f"| {r['length']} | {r['n']:,} | {r['seq_acc']:.2%} | {r['target']:.2%} | "
+        f"| {r['length']} | {r['n']:,} | {r['seq_acc']:.2%} | "
+        f"{'-' if r['target'] is None else format(r['target'], '.2%')} | "
         f"{r['cer']:.2%} | {r['wrong_length']:.2%} | {r['ece']:.4f} |\n"
         for r in rows
     )

@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     # torch comes in here, not at import: `digitseq serve --workers N`'s parent and
     # `digitseq --help` never load it.
     from digitseq.core import files
-    from digitseq.evaluation.metrics import evaluate_model, open_split
+    from digitseq.evaluation.metrics import evaluate_model
+    from digitseq.evaluation.stored_lines import open_any_split
     from digitseq.evaluation.summary import (
         compare_markdown,
         default_out,
@@ -35,8 +36,10 @@ def run(args: argparse.Namespace) -> int:
     )
     from digitseq.models import checkpoint
 
-    split = open_split(args.data, args.split)
+    split = open_any_split(args.data, args.split)
     loaded = [checkpoint.load_model(p) for p in (args.models or [None])]  # fail before work
+    if not split.fixed:  # numbers of any length: line readers, metrics per length
+        return run_lines(args, split, loaded)
     several = len(loaded) > 1
     evs, outs = [], []
     for i, (model, cfg) in enumerate(loaded):
@@ -51,6 +54,50 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and plots\n")
     if args.compare or several:
         table = compare_markdown(evs)
+        folder = make_dir(args.out if args.out is not None else outs[0])
+        files.atomic_write_text(
+            folder / "compare.md",
+            f"# Comparison on {args.split}\n\nDataset `{evs[0].dataset}`.\n\n{table}\n",
+        )
+        print(table)
+        print(f"wrote {folder / 'compare.md'}")
+    return 0
+
+
+def run_lines(args: argparse.Namespace, split, loaded: list) -> int:
+    """``digitseq evaluate`` on a split of numbers of any length (dataset format version 2)."""
+    from digitseq.core import files
+    from digitseq.evaluation import stored_lines
+    from digitseq.evaluation.summary import default_out, make_dir
+
+    for model, cfg in loaded:  # every model must be a line reader, before any work
+        if not stored_lines.is_line_reader(cfg):
+            stored_lines.evaluate_lines(model, cfg, split, limit=0)  # raises its one-line error
+    several = len(loaded) > 1
+    evs, outs = [], []
+    for i, (model, cfg) in enumerate(loaded):
+        ev = stored_lines.evaluate_lines(
+            model, cfg, split, args.limit, min(args.batch_size, 256), not args.quiet
+        )
+        out = default_out(cfg, args.split) if args.out is None else args.out
+        if several and args.out is not None:
+            out = args.out / (ev.name if ev.name not in [e.name for e in evs] else f"{ev.name}-{i}")
+        stored_lines.write_line_evaluation(ev, out)
+        evs.append(ev)
+        outs.append(out)
+        print(stored_lines.summary_text(ev))
+        print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and a plot\n")
+    if args.compare or several:
+        lengths = sorted({r["length"] for e in evs for r in e.metrics["lengths"]})
+        head = "| model | " + " | ".join(f"{k} digits" for k in lengths) + " | all | CER | ECE |"
+        rows = [head, "|---|" + "---:|" * (len(lengths) + 3)]
+        for e in evs:
+            per = {r["length"]: r["seq_acc"] for r in e.metrics["lengths"]}
+            o = e.metrics["overall"]
+            cells = [f"{per[k]:.2%}" if k in per else "-" for k in lengths]
+            rows.append(f"| {e.name} | " + " | ".join(cells)
+                        + f" | {o['seq_acc']:.2%} | {o['cer']:.2%} | {o['ece']:.4f} |")  # fmt: skip
+        table = "\n".join(rows)
         folder = make_dir(args.out if args.out is not None else outs[0])
         files.atomic_write_text(
             folder / "compare.md",

@@ -11,7 +11,19 @@ from digitseq.apps.cli.options import count
 def add_parser(sub) -> None:
     p = sub.add_parser("generate", help="generate a dataset of number images")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
-    p.add_argument("--layout", choices=["seed", "natural", "mixed"], default="mixed")
+    p.add_argument(
+        "--layout",
+        choices=["seed", "natural", "touching", "mixed", "mix3"],
+        default="mixed",
+        help="mixed = half seed, half natural; mix3 = seed 30%%, natural 40%%, touching 30%%",
+    )
+    p.add_argument(
+        "--lengths",
+        default="5",
+        metavar="N|LO-HI",
+        help="digits per number, drawn uniformly in LO-HI (default 5: the 5-digit format; "
+        "e.g. 1-12 for numbers of any length)",
+    )
     p.add_argument("--train", type=count, default=100_000, help="train sequences (0 skips)")
     p.add_argument("--val", type=count, default=10_000, help="val sequences (0 skips)")
     p.add_argument("--test", type=count, default=10_000, help="test sequences (0 skips)")
@@ -35,12 +47,14 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from digitseq.data import storage
 
+    lengths = storage.parse_lengths(args.lengths)  # one line on a bad value, before any work
     cfg = storage.GenerateConfig(
         layout=args.layout,
         counts={"train": args.train, "val": args.val, "test": args.test},
         seed=args.seed,
         leading_zero=args.leading_zero,
         png=args.png,
+        lengths=lengths,
     )
     out = storage.generate_dataset(
         args.out_dir,
@@ -50,5 +64,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     counts = ", ".join(f"{k} {v:,}" for k, v in cfg.counts.items() if v)
-    print(f"dataset written to {out} ({counts}; layout {cfg.layout})")
+    lo, hi = lengths
+    digits = f"{lo} digits" if lo == hi else f"{lo}-{hi} digits"
+    print(f"dataset written to {out} ({counts}; layout {cfg.layout}; {digits})")
     return 0

@@ -1,0 +1,218 @@
+"""A line (CTC) reader on a stored split of numbers of any length (dataset format version 2):
+whole-number accuracy, CER, wrong-length rate and ECE per length (``lengths.length_row``), per
+layout and overall, the most confident errors; ``digitseq evaluate`` writes them as
+``metrics.json``, ``report.md`` and ``length_accuracy.png``.
+
+5-digit splits (format version 1) keep the fixed-length evaluation of ``metrics``, which reads
+CTC models through ``metrics.ctc_position_probs``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from digitseq.core import files, paths
+from digitseq.core.errors import DigitseqError
+from digitseq.data import storage
+from digitseq.data.compose import LAYOUT_IDS
+from digitseq.evaluation.lengths import length_figure, length_row, read_lines, table_markdown
+from digitseq.evaluation.metrics import model_name, model_summary, open_split
+
+PAD_TO = 32  # batches are cropped to their widest number rounded up to this (few shapes)
+N_WORST = 24
+
+
+@dataclass
+class LineEvaluation:
+    """One line reader on one variable-length split."""
+
+    name: str
+    info: dict
+    dataset: Path
+    split: storage.Split
+    read: list[str]  # (N,) what the model read
+    truth: list[str]  # (N,) the stored numbers
+    confidence: np.ndarray  # (N,) string probability
+    metrics: dict
+    seconds: float
+
+
+def open_any_split(data: Path | None, split: str = "test") -> storage.Split:
+    """A stored split of either format: 5-digit splits through ``metrics.open_split`` (same
+    checks and errors), numbers of any length through ``storage.load_split``."""
+    folder = Path(data) if data else paths.default_dataset_dir()
+    if folder.is_dir() and (folder / "manifest.json").is_file():
+        manifest = storage.read_manifest(folder)
+        if manifest.get("version") == storage.LINES_VERSION:
+            counts = manifest.get("counts", {})
+            if not counts.get(split):
+                have = ", ".join(s for s in counts if counts[s]) or "none"
+                raise DigitseqError(f"{folder} has no {split!r} split (it has: {have})")
+            return storage.load_split(folder, split)
+    return open_split(data, split)
+
+
+def is_line_reader(cfg: dict) -> bool:
+    model = cfg.get("model", {})
+    return (
+        model.get("kind") or ("ctc" if str(model.get("arch", "")).startswith("ctc") else "")
+    ) == "ctc"
+
+
+def read_stored(model, images, widths: np.ndarray, batch_size: int = 256, progress=None):
+    """Read numbers stored padded to one width: sorted by width, each batch cropped to its
+    widest rounded up to PAD_TO (less work, few shapes), then put back in order.
+    Returns (readings (N,) str, confidences (N,))."""
+    n = len(widths)
+    order = np.argsort(widths, kind="stable")
+    read: list[str] = [""] * n
+    conf = np.zeros(n, np.float64)
+    full = images.shape[2]
+    for start in range(0, n, batch_size):
+        rows = np.sort(order[start : start + batch_size])  # sorted: memmap-friendly reads
+        w = widths[rows]
+        crop = min(full, -(-int(w.max()) // PAD_TO) * PAD_TO)
+        batch = np.asarray(images[rows, :, :crop])
+        if crop % PAD_TO:  # a dataset width that is not a multiple: pad with black
+            batch = np.pad(batch, ((0, 0), (0, 0), (0, PAD_TO - crop % PAD_TO)))
+        r, c = read_lines(model, batch, w, batch_size)
+        for i, j in enumerate(rows):
+            read[j], conf[j] = r[i], c[i]
+        if progress is not None:
+            progress.update(len(rows))
+    return read, conf
+
+
+def line_metrics(read, truth, conf, lengths, layouts) -> dict:
+    """{"n", "overall", "lengths": [row per length], "layouts": {name: row}, "worst_errors"}."""
+    lengths, layouts = np.asarray(lengths), np.asarray(layouts)
+    read_a, truth_a = np.array(read, object), np.array(truth, object)
+
+    def row(mask, length, layout):
+        return length_row(list(read_a[mask]), list(truth_a[mask]), conf[mask], length, layout)
+
+    everything = np.ones(len(truth), bool)
+    names = {v: k for k, v in LAYOUT_IDS.items()}
+    present = "+".join(names[int(v)] for v in np.unique(layouts))
+    wrong = np.flatnonzero(read_a != truth_a)
+    wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:N_WORST]
+    return {
+        "n": len(truth),
+        "overall": row(everything, "all", present),
+        "lengths": [row(lengths == k, int(k), present) for k in np.unique(lengths)],
+        "layouts": {
+            names[int(v)]: row(layouts == v, "all", names[int(v)]) for v in np.unique(layouts)
+        },  # fmt: skip
+        "worst_errors": [
+            {"index": int(i), "true": truth[i], "pred": read[i], "confidence": float(conf[i])}
+            for i in wrong
+        ],
+    }
+
+
+def evaluate_lines(
+    model,
+    cfg: dict,
+    split: storage.Split,
+    limit: int | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> LineEvaluation:
+    """Read the first ``limit`` numbers of ``split`` with a line reader, greedy decoding (the
+    model is not told the lengths), and compute the metrics per length."""
+    import torch
+
+    from digitseq.core.progress import progress_bar
+
+    if not is_line_reader(cfg):
+        raise DigitseqError(
+            f"{model_name(cfg)} reads 5-digit numbers only; {split.folder.parent} holds numbers of "
+            f"{int(np.min(split.lengths))}-{int(np.max(split.lengths))} digits: evaluate a CTC "
+            "line reader on it, or generate a 5-digit dataset (--lengths 5)"
+        )
+    n = len(split) if limit is None else min(limit, len(split))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.eval().to(device)
+    t0 = time.perf_counter()
+    widths = np.asarray(split.widths[:n])
+    with progress_bar(total=n, unit="seq", desc="evaluate", disable=not progress) as bar:
+        read, conf = read_stored(model, split.images, widths, batch_size, bar)
+    seconds = time.perf_counter() - t0
+    model.cpu()
+    truth = split.strings(0, n)
+    return LineEvaluation(
+        name=model_name(cfg),
+        info=model_summary(model, cfg),
+        dataset=split.folder.parent,
+        split=split,
+        read=read,
+        truth=truth,
+        confidence=conf,
+        metrics=line_metrics(read, truth, conf, split.lengths[:n], split.layouts[:n]),
+        seconds=seconds,
+    )
+
+
+def summary_text(ev: LineEvaluation) -> str:
+    """The per-length table printed by ``digitseq evaluate``."""
+    m = ev.metrics
+    out = [
+        f"{ev.name} ({ev.info['arch']}) on {ev.split.name}: {m['n']:,} numbers",
+        f"{'digits':<8}{'n':>8}{'whole':>10}{'CER':>8}{'wrong len':>11}{'ECE':>8}",
+    ]
+    named = [(str(r["length"]), r) for r in m["lengths"]]
+    named += [(name, r) for name, r in m["layouts"].items()] + [("all", m["overall"])]
+    for name, r in named:
+        out.append(
+            f"{name:<8}{r['n']:>8,}{r['seq_acc']:>10.2%}{r['cer']:>8.2%}"
+            f"{r['wrong_length']:>11.2%}{r['ece']:>8.4f}"
+        )
+    return "\n".join(out)
+
+
+def write_line_evaluation(ev: LineEvaluation, folder: Path) -> None:
+    """metrics.json, length_accuracy.png and report.md into ``folder``."""
+    from digitseq.evaluation import plots
+    from digitseq.evaluation.summary import make_dir
+
+    make_dir(folder)
+    m = ev.metrics
+    doc = {
+        "name": ev.name,
+        "model": ev.info,
+        "data": {"dataset": str(ev.dataset), "split": ev.split.name, "n": m["n"]},
+        "seconds": round(ev.seconds, 3),
+        **m,
+    }
+    files.write_json(folder / "metrics.json", doc)
+    plots.save(length_figure(m["lengths"], "Whole-number accuracy per length"),
+               folder / "length_accuracy.png")  # fmt: skip
+    layouts = [{**r, "length": name} for name, r in m["layouts"].items()] + [m["overall"]]
+    errors = "".join(
+        f"| {e['index']} | {e['true']} | {e['pred']} | {e['confidence']:.4f} |\n"
+        for e in m["worst_errors"]
+    )
+    text = [
+        f"# Evaluation of {ev.name}",
+        "",
+        f"Model `{ev.name}` ({ev.info['arch']}, {ev.info['parameters']:,} parameters) on "
+        f"`{ev.dataset}` split `{ev.split.name}`: {m['n']:,} numbers, {ev.seconds:.1f} s; "
+        "greedy decoding, not told the lengths.",
+        "",
+        "## Per length",
+        "",
+        table_markdown(m["lengths"]),
+        "## Per layout and overall",
+        "",
+        table_markdown(layouts),
+        "## Most confident errors",
+        "",
+        "| index | true | read | confidence |\n|---:|---:|---:|---:|\n" + errors,
+        "![accuracy per length](length_accuracy.png)",
+        "",
+    ]
+    files.atomic_write_text(folder / "report.md", "\n".join(text))
