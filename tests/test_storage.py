@@ -4,6 +4,8 @@ refusals, atomic generation (also under SIGKILL), --overwrite and --png."""
 from __future__ import annotations
 
 import csv
+import hashlib
+import importlib.util
 import json
 import shutil
 import signal
@@ -306,3 +308,171 @@ def test_split_dataset_serves_stored_numbers(small_dataset):
     xb, yb = next(iter(DataLoader(ds, batch_size=16)))
     assert xb.shape == (16, 1, 28, 140) and yb.shape == (16, 5)
     assert np.array_equal((xb[0, 0] * 255).round().byte().numpy(), split.images[0])
+
+
+# --- numbers of any length (format version 2) ----------------------------------------------------
+
+# SHA-256 of manifest.json (which holds the SHA-256 of every file) of a 5-digit seed-layout
+# dataset, counts 50/20/30, seed 5, no PNG: recorded with the storage module of be73272, before
+# datasets of any length. Pure numpy, so the same on every machine.
+FROZEN_V1_MANIFEST_SHA256 = "cc09546046130643ba1eabeb9fca2dd52ad9ae91ea787d7be71ad75f46d6b11a"
+OLD_STORAGE = "be73272:src/digitseq/data/storage.py"
+
+
+def line_cfg(**kw) -> storage.GenerateConfig:
+    kw.setdefault("counts", {"train": 40, "val": 0, "test": 80})
+    kw.setdefault("layout", "mix3")
+    kw.setdefault("lengths", (1, 12))
+    return storage.GenerateConfig(**kw)
+
+
+@pytest.fixture(scope="module")
+def line_dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lines") / "ds"
+    return storage.generate_dataset(out, line_cfg(png=True, seed=3), progress=False)
+
+
+def test_a_dataset_of_any_length_round_trips(line_dataset, mnist_data):
+    manifest = storage.read_manifest(line_dataset)
+    assert manifest["version"] == storage.LINES_VERSION and manifest["lengths"] == [1, 12]
+    assert manifest["image_shape"] == [28, 336] and manifest["config"]["lengths"] == [1, 12]
+    for split, images, labels, (lo, hi) in (
+        ("train", mnist_data.train_images, mnist_data.train_labels, (0, 50_000)),
+        ("test", mnist_data.test_images, mnist_data.test_labels, (0, 10_000)),
+    ):
+        s = storage.load_split(line_dataset, split, verify_checksums=True)
+        n = len(s)
+        assert not s.fixed and s.images.shape == (n, 28, 336) and s.labels.shape == (n, 12)
+        assert s.widths.dtype == np.int32 and s.lengths.dtype == np.uint8
+        assert 1 <= s.lengths.min() and s.lengths.max() <= 12 and len(set(s.lengths)) > 5
+        valid = np.arange(12) < s.lengths[:, None]
+        assert (s.labels[~valid] == 255).all() and (s.sources[~valid] == -1).all()
+        assert (s.labels[valid] < 10).all()
+        # every digit from its split's own MNIST digits, and of the class its label says
+        assert s.sources[valid].min() >= lo and s.sources[valid].max() < hi
+        np.testing.assert_array_equal(labels[s.sources[valid]], s.labels[valid])
+        # strings keep leading zeros and have the stored lengths
+        strings = s.strings()
+        assert [len(t) for t in strings] == s.lengths.tolist()
+        assert strings == [
+            "".join(map(str, row[:k])) for row, k in zip(s.labels, s.lengths, strict=True)
+        ]
+        if split == "test":
+            assert any(t.startswith("0") and len(t) > 1 for t in strings)
+        # nothing beyond each real width; seed rows are exact stitches of their sources
+        beyond = np.arange(336)[None, None, :] >= s.widths[:, None, None]
+        assert not (np.asarray(s.images) * beyond).any()
+        assert set(s.layouts.tolist()) == {0, 1, 2}
+        for i in np.flatnonzero(s.layouts == 0)[:10]:
+            k = int(s.lengths[i])
+            assert s.widths[i] == 28 * k
+            np.testing.assert_array_equal(
+                s.images[i, :, : 28 * k], stitch(images, [s.sources[i, :k]])[0]
+            )
+        assert s.strings(2, 5) == strings[2:5]
+
+
+def test_png_export_of_any_length_is_at_the_real_width(line_dataset):
+    s = storage.load_split(line_dataset, "test")
+    folder = line_dataset / "test" / "png"
+    with open(folder / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["label"] for r in rows] == s.strings()
+    names = {v: k for k, v in compose.LAYOUT_IDS.items()}
+    assert [r["layout"] for r in rows] == [names[int(x)] for x in s.layouts]
+    for i in range(0, len(s), 7):
+        png = np.asarray(Image.open(folder / rows[i]["file"]))
+        assert png.shape == (28, int(s.widths[i]))
+        np.testing.assert_array_equal(png, s.images[i, :, : s.widths[i]])
+
+
+@pytest.mark.parametrize("name", ["widths.npy", "lengths.npy", "labels.npy", "images.npy"])
+def test_verify_catches_a_flipped_byte_in_a_dataset_of_any_length(line_dataset, tmp_path, name):
+    copy = Path(shutil.copytree(line_dataset, tmp_path / "copy"))
+    storage.verify(copy)
+    path = copy / "test" / name
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(DigitseqError, match="fails its checksum"):
+        storage.verify(copy)
+    with pytest.raises(DigitseqError, match="fails its checksum"):
+        storage.load_split(copy, "test", verify_checksums=True)
+
+
+def test_a_stored_array_of_the_wrong_width_is_refused(line_dataset, tmp_path):
+    copy = Path(shutil.copytree(line_dataset, tmp_path / "copy"))
+    np.save(copy / "test" / "widths.npy", np.zeros(3, np.int32))
+    with pytest.raises(DigitseqError, match="widths.npy has shape"):
+        storage.load_split(copy, "test")
+
+
+def test_touching_at_a_fixed_length_is_a_dataset_of_any_length(tmp_path):
+    cfg = line_cfg(layout="touching", lengths=(5, 5), counts={"test": 60})
+    s = storage.load_split(storage.generate_dataset(tmp_path / "t", cfg, progress=False), "test")
+    assert not s.fixed and (s.lengths == 5).all() and s.widths.min() < s.widths.max()
+    assert s.images.shape[2] == cfg.width >= s.widths.max()
+
+
+def test_five_digit_datasets_are_unchanged_version_1(tmp_path):
+    cfg = small_cfg(layout="seed", counts={"train": 50, "val": 20, "test": 30}, seed=5)
+    out = storage.generate_dataset(tmp_path / "d", cfg, progress=False)
+    manifest = (out / "manifest.json").read_bytes()
+    assert hashlib.sha256(manifest).hexdigest() == FROZEN_V1_MANIFEST_SHA256
+    s = storage.load_split(out, "test")
+    assert s.fixed and (s.widths == 140).all() and (s.lengths == 5).all()
+    assert s.strings() == ["".join(map(str, row)) for row in s.labels]
+    assert not (out / "test" / "widths.npy").exists()
+
+
+@pytest.mark.parametrize("layout", ["seed", "mixed"])
+def test_five_digit_datasets_are_byte_identical_to_the_old_writer(tmp_path, layout):
+    """The storage module from before datasets of any length, loaded from git history."""
+    shown = subprocess.run(
+        ["git", "-C", str(Path(__file__).resolve().parents[1]), "show", OLD_STORAGE],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if shown.returncode:
+        pytest.skip(f"{OLD_STORAGE} is not in this checkout's git history")
+    path = tmp_path / "old_storage.py"
+    path.write_text(shown.stdout)
+    spec = importlib.util.spec_from_file_location("old_storage", path)
+    old = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = old
+    spec.loader.exec_module(old)
+    counts = {"train": 30, "val": 10, "test": 20}
+    a = old.generate_dataset(tmp_path / "old", old.GenerateConfig(layout=layout, counts=counts,
+                             seed=2, png=True), progress=False)  # fmt: skip
+    b = storage.generate_dataset(tmp_path / "new", storage.GenerateConfig(layout=layout,
+                                 counts=counts, seed=2, png=True), progress=False)  # fmt: skip
+    assert (a / "manifest.json").read_bytes() == (b / "manifest.json").read_bytes()
+    for rel in storage.read_manifest(a)["files"]:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"lengths": (0, 3)}, "lengths must be"),
+        ({"lengths": (5, 2)}, "lengths must be"),
+        ({"lengths": (1, 65)}, "lengths must be"),
+        ({"layout": "cursive"}, "unknown layout"),
+    ],
+)
+def test_bad_lengths_are_refused_before_any_work(tmp_path, kw, message):
+    with pytest.raises(DigitseqError, match=message):
+        storage.generate_dataset(tmp_path / "d", line_cfg(**kw), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_free_space_check_counts_the_wider_images(tmp_path, monkeypatch):
+    from digitseq.data import target
+
+    needed = []
+    monkeypatch.setattr(target, "check_free_space", lambda folder, n: needed.append(n))
+    monkeypatch.setattr(storage.mnist, "load", lambda *a: (_ for _ in ()).throw(SystemExit))
+    for cfg in (small_cfg(counts={"test": 100_000}), line_cfg(counts={"test": 100_000})):
+        with pytest.raises(SystemExit):
+            storage.generate_dataset(tmp_path / "d", cfg, progress=False)
+    five, lines = needed
+    assert lines > 2.3 * five  # 28x336 images + widths + 12 labels, lengths, 12 sources
