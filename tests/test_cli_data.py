@@ -3,8 +3,10 @@ one-line errors (never a traceback), nothing lost."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from helpers import assert_one_line_error
@@ -135,3 +137,93 @@ def test_fetch_into_an_unwritable_place_is_one_line(tmp_path, capsys):
     blocker.write_text("x")
     code, _, err = run(capsys, "-q", "fetch-mnist", "--data-dir", str(blocker / "mnist"))
     assert_one_line_error(code, err, "cannot create the MNIST folder")
+
+
+# --- numbers of any length -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("0", ["--lengths", "1 <= LO <= HI"]),
+        ("5-2", ["--lengths", "'5-2'"]),
+        ("1-65", ["--lengths", "HI <= 64"]),
+        ("abc", ["--lengths", "N or LO-HI"]),
+        ("1-", ["--lengths", "N or LO-HI"]),
+        ("1..12", ["--lengths", "N or LO-HI"]),
+    ],
+)
+def test_bad_lengths_are_one_line(tmp_path, capsys, value, words):
+    code, _, err = run(capsys, "-q", "generate", str(tmp_path / "ds"), "--lengths", value)
+    assert_one_line_error(code, err, *words)
+    assert not (tmp_path / "ds").exists()
+
+
+@pytest.fixture(scope="module")
+def line_reader(tmp_path_factory) -> Path:
+    """The bundled model when it is a CTC line reader, else one trained with --preset ctc-tiny."""
+    from digitseq.core.paths import bundled_model_dir
+
+    bundled = bundled_model_dir()
+    if json.loads((bundled / "config.json").read_text())["model"].get("kind") == "ctc":
+        return bundled
+    out = tmp_path_factory.mktemp("runs") / "ctc-tiny"
+    assert main.main(["-q", "train", "--preset", "ctc-tiny", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def lines_dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lines") / "ds"
+    argv = ["-q", "generate", str(out), "--train", "0", "--val", "0", "--test", "120",
+            "--lengths", "1-12", "--layout", "mix3", "--seed", "4"]  # fmt: skip
+    assert main.main(argv) == 0
+    return out
+
+
+def test_generate_any_length_says_what_it_wrote(tmp_path, capsys):
+    argv = [
+        "--train",
+        "0",
+        "--val",
+        "10",
+        "--test",
+        "0",
+        "--lengths",
+        "3-4",
+        "--layout",
+        "touching",
+    ]
+    code, out, err = run(capsys, "-q", "generate", str(tmp_path / "ds"), *argv)
+    assert code == 0, err
+    assert "layout touching; 3-4 digits" in out
+    s = storage.load_split(tmp_path / "ds", "val", verify_checksums=True)
+    assert set(s.lengths.tolist()) <= {3, 4} and (s.layouts == 2).all()
+
+
+def test_evaluate_reports_accuracy_per_length(lines_dataset, line_reader, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code, stdout, err = run(capsys, "-q", "evaluate", str(line_reader), "--data",
+                            str(lines_dataset), "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    table = stdout.splitlines()
+    assert table[1].split() == ["digits", "n", "whole", "CER", "wrong", "len", "ECE"]
+    shown = [line.split()[0] for line in table[2:] if line[:1].isdigit()]
+    s = storage.load_split(lines_dataset, "test")
+    assert shown == [str(k) for k in sorted(set(s.lengths.tolist()))]
+    assert any(line.startswith("all ") for line in table)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n"] == 120 and sum(r["n"] for r in m["lengths"]) == 120
+    for r in m["lengths"] + [m["overall"]]:
+        assert 0 <= r["seq_acc"] <= 1 and 0 <= r["cer"] and 0 <= r["ece"] <= 1
+    assert set(m["layouts"]) == {"seed", "natural", "touching"}
+    assert "## Per length" in (out / "report.md").read_text()
+    assert (out / "length_accuracy.png").stat().st_size > 1000
+
+
+def test_evaluate_refuses_a_fixed_model_on_numbers_of_any_length(
+    lines_dataset, random_model_dir, capsys
+):
+    code, _, err = run(capsys, "-q", "evaluate", str(random_model_dir), "--data",
+                       str(lines_dataset))  # fmt: skip
+    assert_one_line_error(code, err, "5-digit numbers only", "1-12 digits")
