@@ -85,3 +85,16 @@ def test_the_bundled_reader_reads_them(realistic_set):
     readings = reader.predict([realistic_set / name for name, _, _ in rows])
     pairs = [(r.digits, label) for r, (_, label, _) in zip(readings, rows, strict=True)]
     assert sum(read == label for read, label in pairs) >= N - 3, pairs
+
+
+def test_numbers_of_any_length_from_test_digits(tmp_path, mnist_data):
+    out = realistic.write_realistic_set(tmp_path / "any", 24, seed=1, data=mnist_data,
+                                        lengths=(1, 12))  # fmt: skip
+    rows = realistic.read_labels(out)
+    lengths = {len(label) for _, label, _ in rows}
+    assert len(rows) == 24 and min(lengths) >= 1 and max(lengths) <= 12 and len(lengths) > 4
+    for name, label, sources in rows:
+        assert len(sources) == len(label)
+        assert label == "".join(str(int(mnist_data.test_labels[i])) for i in sources)
+        with Image.open(out / name) as im:
+            assert im.width > im.height or len(label) <= 2

@@ -1,9 +1,12 @@
-"""A realistic test set: 5-digit numbers from MNIST *test* digits, rendered the way people hand
+"""A realistic test set: numbers (5 digits by default, or of any length) from MNIST *test*
+digits, rendered the way people hand
 them in: larger, dark ink on light textured paper, uneven gaps (slight overlaps), margins,
 slight rotation, thick or thin pens, blur, noise, colour casts and JPEG compression.
 
-``write_realistic_set(out, n, seed)`` writes ``NNNNNN.jpg|png`` files and ``labels.csv``
-(``file,label,mnist_test_indices``) so the same numbers can also be composed cleanly.
+``write_realistic_set(out, n, seed, lengths=(1, 12))`` writes ``NNNNNN.jpg|png`` files and
+``labels.csv`` (``file,label,mnist_test_indices``: the label is the digit string, leading zeros
+kept) so the same numbers can also be composed cleanly. The default ``lengths=(5, 5)`` draws
+exactly the 5-digit numbers (and bytes) it always did.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ def render_digit(digit: np.ndarray, s: float, angle: float, stroke: float) -> np
 
 
 def render_number(digits: np.ndarray, rng: np.random.Generator, p: RealisticParams) -> Image.Image:
-    """(5, 28, 28) uint8 MNIST digits -> a PIL image of the number on paper."""
+    """(L, 28, 28) uint8 MNIST digits -> a PIL image of the number on paper."""
     s = rng.uniform(*p.scale)
     height = 20 * s  # MNIST digits are about 20 px tall
     patches = []
@@ -129,21 +132,29 @@ def write_realistic_set(
     data: mnist.Mnist | None = None,
     params: RealisticParams | None = None,
     overwrite: bool = False,
+    lengths: tuple[int, int] = (compose.N_DIGITS, compose.N_DIGITS),
 ) -> Path:
-    """Write n realistic images plus labels.csv into ``out_dir`` (atomically, as one folder)."""
+    """Write n realistic images plus labels.csv into ``out_dir`` (atomically, as one folder);
+    each number's length uniform in ``lengths`` (lo, hi)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise DigitseqError(f"{out_dir} already exists")
     p = params or RealisticParams()
     data = data or mnist.load()
     rng = np.random.default_rng([seed, 4])
-    digits, idx = compose.sample_fixed(data.test_labels, n, rng)
+    lo, hi = compose.length_range(lengths)
+    if (lo, hi) == (compose.N_DIGITS, compose.N_DIGITS):  # the 5-digit set, draws as before
+        digits, idx = compose.sample_fixed(data.test_labels, n, rng)
+        lens = np.full(n, compose.N_DIGITS)
+    else:
+        digits, lens, idx = compose.sample_numbers(data.test_labels, n, rng, (lo, hi))
+    labels = compose.labels_to_strings(digits, lens)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         rows = ["file,label,mnist_test_indices"]
         for i in range(n):
-            im = render_number(data.test_images[idx[i]], rng, p)
+            im = render_number(data.test_images[idx[i, : lens[i]]], rng, p)
             if rng.random() < p.p_jpeg:
                 name = f"{i:06d}.jpg"
                 quality = int(rng.integers(p.jpeg_quality[0], p.jpeg_quality[1] + 1))
@@ -151,8 +162,7 @@ def write_realistic_set(
             else:
                 name = f"{i:06d}.png"
                 im.save(tmp / name)
-            label = "".join(map(str, digits[i]))
-            rows.append(f"{name},{label},{' '.join(map(str, idx[i]))}")
+            rows.append(f"{name},{labels[i]},{' '.join(map(str, idx[i, : lens[i]]))}")
         (tmp / "labels.csv").write_text("\n".join(rows) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
