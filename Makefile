@@ -38,6 +38,7 @@ bench: install
 	$(PY) benchmarks/bench_cold_start.py
 	$(PY) benchmarks/bench_deadlines.py
 	$(PY) benchmarks/bench_realistic.py
+	$(PY) benchmarks/bench_canvas.py
 	$(PY) benchmarks/bench_png_parity.py
 	$(PY) benchmarks/bench_batch.py
 	$(PY) benchmarks/bench_serve.py --requests 1000

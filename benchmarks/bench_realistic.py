@@ -1,18 +1,20 @@
-"""Accuracy on realistic images beside the clean accuracy on the very same numbers.
+"""Accuracy on realistic images beside the clean accuracy on the very same numbers, per length.
 
-Builds --n realistic images from MNIST *test* digits (``digitseq.realistic``: larger, dark ink
-on textured paper, uneven gaps, rotation, blur, noise, JPEG), reads them from disk with the
-Predictor (full preprocessing), and reads the same five MNIST digits composed cleanly in the
-``seed`` and ``natural`` layouts. Prints whole-number and per-digit accuracy for each; the last
-stdout line is one JSON object.
+Builds --n realistic images of --lengths digits from MNIST *test* digits (``data/realistic.py``:
+larger, dark ink on textured paper, uneven gaps, rotation, blur, noise, JPEG), reads them from
+disk with the Predictor (full preprocessing), and reads the same MNIST digits composed cleanly
+(``seed`` and ``natural`` layouts, saved as dark-on-white PNG bytes, the same predictor path).
+Prints whole-number accuracy per length and per length group (1-4, 5-8, 9-12) for each set; the
+target is realistic within 1 point of clean. The last stdout line is one JSON object.
 
-    .venv/bin/python benchmarks/bench_realistic.py                 # bundled model, 2000 images
-    .venv/bin/python benchmarks/bench_realistic.py --model RUN_DIR --n 500 --out /tmp/real
+    .venv/bin/python benchmarks/bench_realistic.py                      # bundled reader, 2000
+    .venv/bin/python benchmarks/bench_realistic.py --lengths 5 --n 500  # the 5-digit set
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import tempfile
 import time
@@ -20,74 +22,100 @@ from pathlib import Path
 
 import numpy as np
 
+GROUPS = ((1, 4), (5, 8), (9, 12))
 
-def accuracy(pred: list[str | None], labels: list[str]) -> dict:
-    whole = np.mean([p == t for p, t in zip(pred, labels, strict=True)])
-    digit = np.mean(
-        [
-            a == b
-            for p, t in zip(pred, labels, strict=True)
-            for a, b in zip(p or "-----", t, strict=True)
-        ]
-    )
-    return {"sequence_acc": round(100 * float(whole), 2), "digit_acc": round(100 * float(digit), 2)}
+
+def whole(pred: list[str | None], truth: list[str], mask: np.ndarray) -> float | None:
+    hits = [p == t for p, t, m in zip(pred, truth, mask, strict=True) if m]
+    return round(100 * float(np.mean(hits)), 2) if hits else None
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    """A clean white-ink-on-black line -> dark-on-white PNG with paper around it."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.pad(255 - img, 30, constant_values=255)).save(buf, "PNG")
+    return buf.getvalue()
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="run folder or weights (default: bundled model)")
     ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--lengths", default="1-12", help="N or LO-HI digits (default 1-12)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="keep the realistic set here (default: a temp dir)")
-    ap.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    ap.add_argument("--backend", choices=["torch", "onnx"], default="onnx")
     args = ap.parse_args(argv)
 
-    import torch
-
-    torch.set_num_threads(1)
-    from digitseq.data import compose, mnist, realistic
+    from digitseq.data import compose, mnist, realistic, storage
     from digitseq.reading.predictor import Predictor
 
+    lo, hi = storage.parse_lengths(args.lengths)
     data = mnist.load()
     out = args.out or Path(tempfile.mkdtemp(prefix="realistic.")) / "set"
     t = time.perf_counter()
     if not (out / "labels.csv").is_file():
-        realistic.write_realistic_set(out, args.n, args.seed, data)
+        realistic.write_realistic_set(out, args.n, args.seed, data, lengths=(lo, hi))
     build_s = time.perf_counter() - t
     rows = realistic.read_labels(out)
-    labels = [label for _, label, _ in rows]
-    idx = np.array([src for _, _, src in rows])
+    truth = [label for _, label, _ in rows]
+    lens = np.array([len(s) for s in truth])
 
     predictor = Predictor.load(args.model, backend=args.backend)
+    digits = None if predictor.kind == "ctc" else (5, 5)
     t = time.perf_counter()
-    readings = predictor.predict([out / name for name, _, _ in rows], batch_size=256)
+    readings = predictor.predict([out / name for name, _, _ in rows], batch_size=64, digits=digits)
     read_s = time.perf_counter() - t
     errors = [r.error for r in readings if r.error]
-    results = {"realistic": accuracy([r.digits for r in readings], labels)}
-    results["realistic"]["unreadable"] = len(errors)
+    preds = {"realistic": [r.digits for r in readings]}
 
-    digits = data.test_images[idx]  # (n, 5, 28, 28): the same MNIST digits, composed cleanly
-    rng = np.random.default_rng([args.seed, 5])
-    clean = {"seed": compose.compose_seed(digits), "natural": compose.compose_natural(digits, rng)}
-    for layout, images in clean.items():
-        logits = predictor.logits(images.astype(np.float32) / 255.0)
-        pred = ["".join(map(str, row)) for row in logits.argmax(axis=-1)]
-        results[f"clean_{layout}"] = accuracy(pred, labels)
+    # The same MNIST digits composed cleanly, read through the same predictor path.
+    idx = np.full((len(rows), hi), -1, np.int64)
+    for i, (_, _, src) in enumerate(rows):
+        idx[i, : len(src)] = src
+    for layout in ("seed", "natural"):
+        rng = np.random.default_rng([args.seed, 5, compose.LAYOUT_IDS[layout]])
+        lay = np.full(len(rows), compose.LAYOUT_IDS[layout], np.uint8)
+        images, widths = compose.compose_lines(data.test_images, idx, lens, lay, rng)
+        pngs = [png_bytes(images[i, :, : widths[i]]) for i in range(len(rows))]
+        preds[f"clean_{layout}"] = [r.digits for r in predictor.predict(pngs, digits=digits)]
 
-    print(f"model {predictor.info['name']} ({args.backend}), {len(rows)} numbers from MNIST test")
-    print(f"{'set':16s}{'whole number':>14s}{'per digit':>12s}")
+    groups = [(a, b) for a, b in GROUPS if a <= hi and b >= lo] if hi > lo else [(lo, hi)]
+    results = {}
+    for name, pred in preds.items():
+        results[name] = {
+            "whole_number": whole(pred, truth, np.ones(len(truth), bool)),
+            "per_group": {
+                f"{a}-{b}": whole(pred, truth, (lens >= a) & (lens <= b)) for a, b in groups
+            },  # fmt: skip
+            "per_length": {int(k): whole(pred, truth, lens == k) for k in np.unique(lens)},
+        }
+    clean = results["clean_seed"]
+    real = results["realistic"]
+    gap = {g: round(clean["per_group"][g] - real["per_group"][g], 2) for g in real["per_group"]}
+
+    print(f"model {predictor.info['name']} ({args.backend}), {len(rows)} numbers of {lo}-{hi} "
+          f"digits from MNIST test")  # fmt: skip
+    head = "".join(f"{k:>8}" for k in results["realistic"]["per_length"])
+    print(f"{'whole-number %':16s}{'all':>8}{head}")
     for name, r in results.items():
-        print(f"{name:16s}{r['sequence_acc']:>13.2f}%{r['digit_acc']:>11.2f}%")
-    gap = results["clean_seed"]["sequence_acc"] - results["realistic"]["sequence_acc"]
-    print(f"realistic is {gap:.2f} points below clean seed; {len(errors)} unreadable")
-    if errors:
-        print("first errors:", errors[:3])
+        cells = "".join(f"{v:>8.2f}" for v in r["per_length"].values())
+        print(f"{name:16s}{r['whole_number']:>8.2f}{cells}")
+    for g, d in gap.items():
+        print(f"{g} digits: realistic {real['per_group'][g]:.2f}% vs clean seed "
+              f"{clean['per_group'][g]:.2f}% ({d:+.2f} points; target <= 1)")  # fmt: skip
+    print(f"{len(errors)} unreadable" + (f"; first: {errors[:3]}" if errors else ""))
     summary = {
         "benchmark": "realistic",
         "model": predictor.info["name"],
         "n": len(rows),
+        "lengths": [lo, hi],
         **results,
-        "gap_points_vs_clean_seed": round(gap, 2),
+        "gap_points_vs_clean_seed": round(clean["whole_number"] - real["whole_number"], 2),
+        "gap_points_per_group": gap,
+        "unreadable": len(errors),
         "build_s": round(build_s, 1),
         "read_ms_per_image": round(1000 * read_s / len(rows), 2),
     }
