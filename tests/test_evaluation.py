@@ -192,14 +192,14 @@ def test_bundled_model_is_evaluated_outside_the_repository(
     capsys, tmp_path, monkeypatch, small_dataset, random_model_dir
 ):
     models_dir = tmp_path / "models"
-    shutil.copytree(random_model_dir, models_dir / "digitseq-multihead")
+    from digitseq.core import paths
+
+    shutil.copytree(random_model_dir, models_dir / paths.BUNDLED_MODEL_NAME)
     monkeypatch.setenv("DIGITSEQ_MODELS_DIR", str(models_dir))
     code, out, err = run_cli(capsys, "evaluate", "--data", str(small_dataset), "--limit", "100")
     assert code == 0, err
-    from digitseq.core import paths
-
-    assert (paths.home() / "eval" / "digitseq-multihead" / "metrics.json").is_file()
-    assert not (models_dir / "digitseq-multihead" / "eval").exists()
+    assert (paths.home() / "eval" / paths.BUNDLED_MODEL_NAME / "metrics.json").is_file()
+    assert not (models_dir / paths.BUNDLED_MODEL_NAME / "eval").exists()
 
 
 def test_tiny_run_reads_numbers(capsys, tmp_path, small_dataset, tiny_run):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-BUNDLED_MODEL_NAME = "digitseq-multihead"
+BUNDLED_MODEL_NAME = "digitseq-ctc"
 
 
 def home() -> Path:

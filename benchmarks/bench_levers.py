@@ -1,0 +1,87 @@
+"""Levers for the bundled reader, measured on val (selection) and reported on test: each
+candidate run (or ensemble) reads the same numbers built from MNIST val digits (50,000-59,999)
+and from MNIST test digits: 1-12 digits in the training mix, and 5-digit seed / natural /
+touching numbers. Selection uses the val columns only.
+
+    .venv/bin/python benchmarks/bench_levers.py RUN [RUN ...] [--n 5000] [--tta]
+
+The last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from digitseq.data import compose, mnist
+from digitseq.evaluation import lengths
+from digitseq.models import checkpoint, ctc_decode
+
+SETS = {  # name -> (layout, lengths)
+    "mix 1-12": ("mix3", (1, 12)),
+    "seed 5": ("seed", (5, 5)),
+    "natural 5": ("natural", (5, 5)),
+    "touching 5": ("touching", (5, 5)),
+}
+
+
+def numbers(pool, labels, n: int, layout: str, span, seed: int) -> tuple[compose.Lines, list]:
+    lines = compose.generate(pool, labels, n, np.random.default_rng([seed, 99]), layout,
+                             lengths=span, pad_to=32)  # fmt: skip
+    return lines, compose.labels_to_strings(lines.digits, lines.lengths)
+
+
+def read_sorted(model, lines: compose.Lines) -> list[str]:
+    """Greedy readings in input order, batched by similar width (few shapes)."""
+    order = np.argsort(lines.widths, kind="stable")
+    out: list[str] = [""] * len(order)
+    for i in range(0, len(order), 500):
+        idx = order[i : i + 500]
+        part = lines.take(idx, 32)
+        read, _ = lengths.read_lines(model, part.images, part.widths)
+        for k, r in zip(idx, read, strict=True):
+            out[k] = r
+    return out
+
+
+def score(read: list[str], truth: list[str]) -> dict:
+    right = np.mean([a == b for a, b in zip(read, truth, strict=True)])
+    errors = sum(ctc_decode.edit_distance(a, b) for a, b in zip(read, truth, strict=True))
+    return {"seq_acc": round(float(right), 5), "cer": round(errors / sum(map(len, truth)), 5)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--n", type=int, default=5000, help="numbers per set and split")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    m = mnist.load()
+    pools = {"val": mnist.split_pool(m, "val")[:2], "test": (m.test_images, m.test_labels)}
+    data = {
+        (split, name): numbers(*pools[split], args.n, layout, span, seed=1 + (split == "test"))
+        for split in pools
+        for name, (layout, span) in SETS.items()
+    }
+    results = []
+    for run in args.runs:
+        t0 = time.perf_counter()
+        model, cfg = checkpoint.load_model(run)
+        row = {"run": str(run), "arch": cfg["model"]["arch"], "parameters": sum(
+            p.numel() for p in model.parameters())}  # fmt: skip
+        for (split, name), (lines, truth) in data.items():
+            row[f"{split} {name}"] = score(read_sorted(model, lines), truth)
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        results.append(row)
+        cols = " | ".join(f"{k} {v['seq_acc']:.2%}" for k, v in row.items() if isinstance(v, dict))
+        print(f"{run}: {cols}", flush=True)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
