@@ -35,6 +35,7 @@ MAX_BYTES = 64 * 1024 * 1024
 WORK_SIDE = 1200  # longest side the ink is searched at; bigger images are reduced first
 BOX = 20  # MNIST: each digit fits a 20x20 box inside its 28x28 cell
 MAX_INK = 0.45  # fraction of the image; more than that is not a number on paper
+FAINT_INK = 0.4  # lines: ink is what rises above this fraction of Otsu's threshold
 MAX_LINE_W = 28 * 24  # widest line handed to the CTC reader (24 digit widths)
 STROKE_MIN, STROKE_MAX = 1.8, 5.0  # stroke width range at 28-px scale (MNIST: ~2-3.5 px)
 BOMB = (
@@ -243,14 +244,17 @@ def run(image, keep_steps: bool, line: bool = False):
     if keep_steps:
         steps.append(("ink white on black" + (" (inverted)" if inverted else ""), picture(x)))
 
-    mask = x > otsu(x)
+    # A line may hold one faint digit among dark ones (a lighter pen, a thin stroke): Otsu's
+    # threshold sits between the paper and the dark ink and would erase it, so lines keep what
+    # rises above a fraction of it (specks are still dropped by size in clean_mask).
+    mask = x > otsu(x) * (FAINT_INK if line else 1.0)
     check_ink_amount(mask, 1.0)
     kept = clean_mask(mask)
     if not kept.any():
         raise ImageError("blank image: no ink found (only specks or paper edges)")
     x = np.where(dilate(kept), x, 0.0).astype(np.float32)
     x, kept = crop(x, kept)
-    if kept.mean() > 0.6:
+    if kept.mean() > (0.75 if line else 0.6):  # one bold digit may fill 60% of its own box
         raise ImageError(f"far too much ink ({kept.mean():.0%} of the cropped number)")
     if keep_steps:
         steps.append(("ink found, specks and paper edges removed", picture(x)))
@@ -277,12 +281,27 @@ def run(image, keep_steps: bool, line: bool = False):
     return out, steps
 
 
+# The ink of a generated line is as tall as one MNIST digit (20 px) when it holds one digit, and
+# taller the more digits it holds (their boxes sit at different heights): measured on training
+# lines, by the number of digits. The line is scaled to the height its estimated length has.
+LINE_HEIGHT = ((1, 3, 5, 8, 12), (19.7, 22.5, 23.6, 24.5, 25.2))
+
+
+def line_height(h: int, w: int) -> float:
+    """Target ink height for a cropped line of h x w pixels: its digit count estimated from the
+    aspect ratio (a digit is ~0.83 of the line's height wide, pitch included)."""
+    digits = max(1.0, (w / h + 0.35) / 1.2)
+    return float(np.interp(digits, *LINE_HEIGHT))
+
+
 def line_input(x: np.ndarray, mask: np.ndarray, stroke: float) -> np.ndarray:
-    """A cropped, deskewed line -> (28, W) for the CTC reader: the ink's height scaled to
-    MNIST's 20-px body (4 px above and below), the width in proportion, the stroke brought into
-    MNIST's range, and a 4-px margin on each side; W is capped at ``MAX_LINE_W``."""
+    """A cropped, deskewed line -> (28, W) for the CTC reader: the ink's height scaled to the
+    height of a generated line of as many digits (``line_height``), the width in proportion,
+    the stroke brought into MNIST's range, a 4-px margin on each side and at least one digit
+    cell (28 px) of width, the ink centred; W is capped at ``MAX_LINE_W``."""
     h, w = x.shape
-    scale = BOX / h
+    body = line_height(h, w)
+    scale = body / h
     if w * scale > MAX_LINE_W - 8:  # an extremely long line: fit its width instead
         scale = (MAX_LINE_W - 8) / w
     final = stroke * scale
@@ -296,15 +315,15 @@ def line_input(x: np.ndarray, mask: np.ndarray, stroke: float) -> np.ndarray:
             thin = np.asarray(Image.fromarray(x, "F").filter(ImageFilter.MinFilter(2 * r + 1)))
             x = thin if thin.max() > 0.5 else x
     h, w = x.shape
-    scale = min(BOX / h, (MAX_LINE_W - 8) / w)
+    scale = min(body / h, (MAX_LINE_W - 8) / w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     small = np.asarray(Image.fromarray(x, "F").resize((nw, nh), Image.Resampling.LANCZOS))
     small = np.clip(small, 0.0, None)
     peak = small.max()
-    out = np.zeros((IMG_H, nw + 8), np.float32)
+    out = np.zeros((IMG_H, max(nw + 8, DIGIT_SIZE)), np.float32)
     if peak > 0:
-        top = (IMG_H - nh) // 2
-        out[top : top + nh, 4 : 4 + nw] = np.clip(small / peak, 0.0, 1.0)
+        top, left = (IMG_H - nh) // 2, (out.shape[1] - nw) // 2
+        out[top : top + nh, left : left + nw] = np.clip(small / peak, 0.0, 1.0)
     return out
 
 
