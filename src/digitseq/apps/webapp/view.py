@@ -98,9 +98,11 @@ def model_choices() -> dict[str, str]:
     env = os.environ.get("DIGITSEQ_MODEL")
     if env:
         choices[f"DIGITSEQ_MODEL: {Path(env).name}"] = str(Path(env).expanduser())
-    bundled = paths.bundled_model_dir()
-    if (bundled / "config.json").is_file():
-        choices[f"bundled: {bundled.name}"] = str(bundled)
+    bundled = paths.bundled_model_dir()  # the default reader first, then the other bundled ones
+    others = sorted(bundled.parent.iterdir()) if bundled.parent.is_dir() else []
+    for folder in [bundled, *others]:
+        if (folder / "config.json").is_file():
+            choices.setdefault(f"bundled: {folder.name}", str(folder))
     for run in list_runs(runs_root()):
         choices.setdefault(f"run: {run.name}", str(run))
     return choices
