@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Screenshot of the web app for the README: start `streamlit run` on 127.0.0.1, read one of the
-example images in headless Chromium, and save the page as a PNG.
+"""Screenshot of the web app for the README: start `streamlit run` on 127.0.0.1, read a 7-digit
+number composed from MNIST test digits in headless Chromium, and save the page as a PNG.
 
     .venv/bin/python scripts/app_screenshot.py [--model RUN] [-o docs/images/app.png]
 """
@@ -18,10 +18,24 @@ from digitseq.apps.webapp.view import start_streamlit
 
 REPO = Path(__file__).resolve().parents[1]
 
-EXAMPLE = REPO / "examples" / "seed-samples" / "41.png"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]  # fmt: skip
+
+
+def number_png(folder: Path) -> Path:
+    """A PNG of a 7-digit number in the natural layout, from MNIST test digits."""
+    import numpy as np
+    from PIL import Image
+
+    from digitseq.data import compose, mnist
+
+    images, labels, _ = mnist.split_pool(mnist.load(), "test")
+    lines = compose.generate(images, labels, 1, np.random.default_rng(3), layout="natural",
+                             lengths=(7, 7))  # fmt: skip
+    path = folder / f"number-{lines.strings[0]}.png"
+    Image.fromarray(255 - lines.images[0, :, : lines.widths[0]]).save(path)
+    return path
 
 
 def main() -> int:
@@ -45,7 +59,7 @@ def main() -> int:
                 page = browser.new_page(viewport={"width": 1400, "height": 1300})
                 page.set_default_timeout(60_000)
                 page.goto(url)
-                page.locator('input[type="file"]').set_input_files(str(EXAMPLE))
+                page.locator('input[type="file"]').set_input_files(str(number_png(Path(cwd))))
                 expect(page.locator(".digitseq-number").first).to_be_visible()
                 page.wait_for_timeout(1500)  # let the charts render
                 args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -320,8 +320,9 @@ def result_ui(entry: Entry, reading, predictor: Predictor, key: str) -> None:
         left, right = st.columns([1, 2])
         with left:
             number = reading.digits or "–"
+            size = min(3.4, 20 / max(1, len(number)))  # rem: long numbers stay on one line
             st.markdown(
-                f'<div class="digitseq-number" style="font: 700 3.4rem monospace; '
+                f'<div class="digitseq-number" style="font: 700 {size:.2f}rem monospace; '
                 f'letter-spacing: .25em; overflow-wrap: anywhere">{number}</div>',
                 unsafe_allow_html=True,
             )
