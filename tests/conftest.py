@@ -73,6 +73,22 @@ def random_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def random_ctc_dir(tmp_path_factory) -> Path:
+    """An untrained small CTC line reader in the run-folder format (mechanics, not accuracy)."""
+    import torch
+
+    from digitseq.models import checkpoint, registry
+
+    folder = tmp_path_factory.mktemp("runs") / "random-ctc"
+    folder.mkdir()
+    torch.manual_seed(0)
+    hp = {"channels": [8, 16, 32], "hidden": 32, "context": 1}
+    checkpoint.save_weights(registry.build_model("ctc", **hp), folder / "weights.pth")
+    files.write_json(folder / "config.json", {"model": checkpoint.model_config("ctc", hp)})
+    return folder
+
+
+@pytest.fixture(scope="session")
 def bundled_model_dir() -> Path:
     """The trained model committed under models/."""
     from digitseq.core.paths import bundled_model_dir

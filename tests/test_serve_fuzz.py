@@ -17,10 +17,10 @@ from digitseq.apps.serve.app import ServeSettings, create_app
 
 
 @pytest.fixture(scope="module")
-def api_schema(random_model_dir):
+def api_schema(random_ctc_dir):  # the default reader's kind: any length, ?digits=1..64
     # Small limits so that the fuzzer also reaches the 413 answers.
     app = create_app(
-        ServeSettings(model=str(random_model_dir), max_files=3, max_file_mb=0.05, max_body_mb=0.2)
+        ServeSettings(model=str(random_ctc_dir), max_files=3, max_file_mb=0.05, max_body_mb=0.2)
     )
     # A request over a documented limit (e.g. maxItems of files) is rejected with 413, which
     # schemathesis' negative_data_rejection does not expect by default.

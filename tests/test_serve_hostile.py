@@ -224,14 +224,14 @@ def test_one_request_uses_its_share_of_the_decode_pool(random_model_dir, monkeyp
     lock = threading.Lock()
     real = serve_app.prepare
 
-    def counting(data):
+    def counting(data, line=True):
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
         time.sleep(0.05)
         with lock:
             active[0] -= 1
-        return real(data)
+        return real(data, line)
 
     monkeypatch.setattr(serve_app, "prepare", counting)
     app = serve_app.create_app(ServeSettings(model=str(random_model_dir), threads=2))
