@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n", type=int, default=1600, help="numbers (spread over 1-8 digits)")
     ap.add_argument("--max-digits", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", choices=["val", "test"], default="test", help="MNIST digits used")
     ap.add_argument("--backend", choices=["torch", "onnx"], default="onnx")
     ap.add_argument("--save", type=Path, help="also write the PNGs and labels.csv here")
     args = ap.parse_args(argv)
@@ -127,13 +128,14 @@ def main(argv: list[str] | None = None) -> dict:
     from digitseq.reading.predictor import Predictor
 
     data = mnist.load()
+    pool, labels, _ = mnist.split_pool(data, args.split)  # val: for choosing; test: to report
     rng = np.random.default_rng([args.seed, 8])
-    digits, lens, idx = compose.sample_numbers(data.test_labels, args.n, rng, (1, args.max_digits))
+    digits, lens, idx = compose.sample_numbers(labels, args.n, rng, (1, args.max_digits))
     truth = compose.labels_to_strings(digits, lens)
     t = time.perf_counter()
     pngs = []
     for i in range(args.n):
-        png, _ = draw_number(data.test_images[idx[i, : lens[i]]], rng)
+        png, _ = draw_number(pool[idx[i, : lens[i]]], rng)
         pngs.append(png)
     draw_s = time.perf_counter() - t
     if args.save:

@@ -42,6 +42,13 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
         grid = grid + torch.stack([field[:, 0] * (2 / w), field[:, 1] * (2 / h)], -1)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
+    if cfg.p_marker > 0:  # drawn with a marker or the app's brush: one ink level, fat strokes
+        r = torch.rand(b, 1, 1, 1, generator=gen, device=dev)
+        fat = torch.rand(b, 1, 1, 1, generator=gen, device=dev) < 0.5
+        solid = (x > 0.35).float()
+        solid = torch.where(fat, F.max_pool2d(solid, 3, 1, 1), solid)
+        solid = 0.5 * solid + 0.5 * F.avg_pool2d(solid, 3, 1, 1, count_include_pad=False)
+        x = torch.where(r < cfg.p_marker, solid, x)
     r = torch.rand(b, 1, 1, 1, generator=gen, device=dev)
     dil = F.max_pool2d(x, 3, 1, 1)
     ero = -F.max_pool2d(-x, 3, 1, 1)

@@ -16,6 +16,7 @@ class AugmentConfig:
     elastic: float = 0.0  # std (pixels) of a smooth random displacement field (0: off)
     p_thick: float = 0.15  # dilate strokes (marker, mouse drawing)
     p_thin: float = 0.10  # erode strokes (fine pen)
+    p_marker: float = 0.0  # uniform saturated strokes, sometimes thicker (marker, app canvas)
     p_blur: float = 0.15  # 3x3 blur (scans, JPEG)
     gamma: float = 0.3  # ink intensity curve x ** g, g in [1 - gamma, 1 + gamma]
     noise: float = 0.05  # Gaussian noise std up to this
@@ -46,6 +47,7 @@ class TrainConfig:
     patience: int = 0  # early stopping after this many epochs without val gain (0: off)
     time_limit: float = 0.0  # minutes (0: none)
     seed: int = 0
+    init: str | None = None  # start from these weights (a run or model folder): fine-tuning
     deterministic: bool = False
     workers: int = 1
     compile: bool = False
@@ -123,6 +125,21 @@ PRESETS = {
         val_size=10_000,
         workers=8,
         augment=replace(LINE_AUGMENT, elastic=1.0),
+    ),
+    # fine-tuning the bundled reader on a CPU (with --init): a low LR, marker-like strokes added
+    "bundle-finetune": TrainConfig(
+        arch="ctc",
+        hparams={"channels": [32, 64, 128], "hidden": 256, "context": 3, "dropout": 0.1},
+        layout="mix3",
+        lengths=(1, 12),
+        epochs=4,
+        steps_per_epoch=300,
+        batch_size=64,
+        lr=3e-4,
+        warmup=0.02,
+        val_size=3000,
+        workers=1,
+        augment=replace(LINE_AUGMENT, elastic=1.0, p_marker=0.3),
     ),
     # the 5-digit baselines (multihead): a demo-sized run and the former bundle
     "multihead-demo": TrainConfig(epochs=8, steps_per_epoch=440, batch_size=128, lr=3e-3),

@@ -104,6 +104,18 @@ def build(cfg: TrainConfig, out: Path, device: str) -> Run:
         model = registry.build_model(cfg.arch, **cfg.hparams)
     except (ValueError, TypeError) as e:
         raise DigitseqError(str(e)) from None
+    if cfg.init:  # fine-tuning: the weights of another run or model folder, same architecture
+        try:
+            model.load_state_dict(
+                {
+                    k: v.float()
+                    for k, v in checkpoint.load_state_dict(checkpoint.resolve(cfg.init)[0]).items()
+                }
+            )
+        except RuntimeError:
+            raise DigitseqError(
+                f"--init {cfg.init} does not fit {cfg.arch} {cfg.hparams}"
+            ) from None
     model = model.to(dev, memory_format=torch.channels_last)
     net = model
     if world > 1:

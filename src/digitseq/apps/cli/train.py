@@ -28,6 +28,7 @@ OPTION_HELP = {
     "seed": "random seed",
     "workers": "data-loader worker processes",
     "ema": "keep an exponential moving average of the weights",
+    "init": "start from the weights of this run or model folder (fine-tuning)",
 }
 
 
@@ -50,7 +51,7 @@ def add_parser(sub) -> None:
         elif name == "layout":
             p.add_argument(flag, choices=["seed", "natural", "mixed"], help=text)
         else:
-            convert = {"int": positive_int, "float": float, "str": str}[kind]
+            convert = {"int": positive_int, "float": float, "str": str, "str | None": str}[kind]
             if name in ("patience", "seed", "workers"):
                 convert = int
             p.add_argument(flag, type=convert, help=text)
@@ -79,7 +80,7 @@ def json_object(text: str) -> dict:
 
 def config_from_args(args: argparse.Namespace):
     """The preset named by --preset with the options given on the command line applied."""
-    from digitseq.models import registry
+    from digitseq.models import checkpoint, registry
     from digitseq.training.config import PRESETS
 
     if args.preset not in PRESETS:
@@ -88,6 +89,9 @@ def config_from_args(args: argparse.Namespace):
     overrides = {k: getattr(args, k) for k in OPTION_HELP if getattr(args, k, None) is not None}
     if args.arch and args.arch != cfg.arch:
         overrides["hparams"] = {}  # another architecture: its own defaults
+    if args.init:  # fine-tuning: the architecture of the weights we start from
+        init_cfg = json.loads(checkpoint.resolve(args.init)[1].read_text())["model"]
+        overrides.update(arch=init_cfg["arch"], hparams=init_cfg["hparams"], init=str(args.init))
     if args.hparams:
         overrides["hparams"] = {**overrides.get("hparams", cfg.hparams), **args.hparams}
     if args.data:
