@@ -23,6 +23,9 @@ def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("streamlit") is None:  # the app runs in a child process
         raise ModuleNotFoundError("No module named 'streamlit'", name="streamlit")
     env = dict(os.environ)
+    # Decoded uploads are large, short-lived buffers: served from mmap, glibc gives them back
+    # when freed instead of keeping ~330 MB of heap per past session (scripts/app_memory.py).
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")
     if args.runs_dir:
         env["DIGITSEQ_RUNS_DIR"] = str(args.runs_dir)
     print(f"digitseq app on http://{args.host}:{args.port}")
