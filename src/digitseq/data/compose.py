@@ -17,7 +17,8 @@ Layouts (``LAYOUT_IDS``), for a number of L digits:
 Layout mixes (``draw_layouts``): a layout name, a mix name or a {layout: weight} dict.
 ``mixed`` = half seed, half natural, drawn exactly as before (``rng.integers(0, 2)``), so old
 5-digit datasets reproduce byte for byte; ``mix3`` = seed 0.3 / natural 0.4 / touching 0.3, the
-suggested training mix for variable lengths.
+suggested training mix for variable lengths. ``generate``'s default stays ``mixed`` (5 digits),
+so a call with the defaults reproduces the old one; ask for ``layout="mix3", lengths=(1, 12)``.
 
 Entry points
 ------------
@@ -33,8 +34,9 @@ New, any length (``Lines`` = images padded on the right with black + real widths
 
 Old fixed-length entry points (byte-identical to ``digitseq.compose`` at L = 5 for the same rng):
 
-* ``generate_fixed(images, labels, n, rng, layout, leading_zero, params, index)``
-  -> (images (n, 28, 140), digits (n, 5), idx (n, 5), layouts): what ``generate`` used to return.
+* ``generate_fixed(images, labels, n, rng, layout, leading_zero, params, index, length=5)``
+  -> (images (n, 28, 140), digits (n, 5), idx (n, 5), layouts): what ``generate`` used to return
+  (any fixed length: the canvas is 28*length; touching numbers are padded to it).
 * ``sample_fixed(labels, n, rng, leading_zero, index) -> (digits (n, 5), idx (n, 5))``: what
   ``sample_numbers`` used to return (``sample_numbers`` now also returns lengths, and takes
   ``lengths`` as its 4th argument).
@@ -45,7 +47,8 @@ Old fixed-length entry points (byte-identical to ``digitseq.compose`` at L = 5 f
 Reproducibility: the draw order is sample_numbers (lengths only when lo != hi, then digits,
 first digits if no leading zero, pool offsets) -> layouts -> per layout (natural, then touching)
 and per length (ascending): all that group's draws. With lengths=(5, 5) and layout seed /
-natural / mixed this is exactly today's sequence of draws.
+natural / mixed this is exactly today's sequence of draws. All draws come before any warp,
+so the output does not depend on the block size (``BLOCK_DIGITS``).
 """
 
 from __future__ import annotations
@@ -328,7 +331,7 @@ def touching_centres(gap: np.ndarray, pitch: float) -> np.ndarray:
     return DIGIT_SIZE / 2 + np.cumsum(steps, axis=1)
 
 
-# --- natural and touching: warp and paste -----------------------------------------------------
+# --- natural and touching: warp and paste ------------------------------------------------------
 
 
 def warp_digits(digit_images: np.ndarray, d: dict[str, np.ndarray], p: NaturalParams, centres):
@@ -400,6 +403,23 @@ def clip_rows(top: np.ndarray, ink) -> np.ndarray:
     return np.clip(top, -ink[0], DIGIT_SIZE - 1 - ink[1]).astype(np.int64)
 
 
+def place_natural(left, top, ink, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x0, y0) of natural patches: jitter and uneven spacing may push a tall or edge digit
+    past the canvas, so shift it back just enough that its ink stays inside."""
+    x0 = np.clip(left, -ink[2], width - 1 - ink[3]).astype(np.int64)
+    return x0, clip_rows(top, ink)
+
+
+def place_touching(left, top, ink, margin) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x0, y0, widths) of touching patches (n, L): the ink starts after the left margin;
+    widths = first to last ink column of the number + the two margins (n, 2)."""
+    ink_left = (left + ink[2]).min(axis=1)
+    ink_right = (left + ink[3]).max(axis=1)
+    x0 = (left - ink_left[:, None] + margin[:, :1]).astype(np.int64)
+    widths = (ink_right - ink_left + 1).astype(np.int64) + margin[:, 0] + margin[:, 1]
+    return x0, clip_rows(top, ink), widths
+
+
 def natural_patches(
     digit_images: np.ndarray, d: dict[str, np.ndarray], p: NaturalParams, width: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -412,10 +432,7 @@ def natural_patches(
     width = DIGIT_SIZE * digit_images.shape[1] if width is None else width
     centres = digit_centres(d["slots"], d["margin"], width)  # (n, L) float
     patches, left, top, ink = warp_digits(digit_images, d, p, centres)
-    # Jitter and uneven spacing may push a tall or edge digit past the canvas: shift it back
-    # just enough that its ink stays inside.
-    x0 = np.clip(left, -ink[2], width - 1 - ink[3])
-    return patches, x0.astype(np.int64), clip_rows(top, ink)
+    return (patches, *place_natural(left, top, ink, width))
 
 
 def touching_patches(
@@ -424,17 +441,11 @@ def touching_patches(
     """Warp each digit and place the digits ``pitch + gap`` apart, the ink starting after the
     left margin.
 
-    Returns (patches (n, L, 28, 28) uint8, x0 (n, L), y0 (n, L), widths (n,) int64): widths =
-    first to last ink column of the number + the two margins.
+    Returns (patches (n, L, 28, 28) uint8, x0 (n, L), y0 (n, L), widths (n,) int64).
     """
     centres = touching_centres(d["gap"], t.pitch)
     patches, left, top, ink = warp_digits(digit_images, d, p, centres)
-    ink_left = (left + ink[2]).min(axis=1)
-    ink_right = (left + ink[3]).max(axis=1)
-    margin = d["margin"]
-    x0 = (left - ink_left[:, None] + margin[:, :1]).astype(np.int64)
-    widths = (ink_right - ink_left + 1).astype(np.int64) + margin[:, 0] + margin[:, 1]
-    return patches, x0, clip_rows(top, ink), widths
+    return (patches, *place_touching(left, top, ink, d["margin"]))
 
 
 def paste(patches: np.ndarray, x0: np.ndarray, y0: np.ndarray, width: int | None = None):
@@ -484,10 +495,11 @@ def neighbourhood(x: np.ndarray, reduce) -> np.ndarray:
 
 # --- rendering in blocks -------------------------------------------------------------------------
 
-BLOCK_DIGITS = 2560  # digits per block (512 five-digit numbers): keeps the float work in cache
+BLOCK_DIGITS = 2560  # digits per warp block (512 five-digit numbers): float work stays in cache
 
 
-def block_slices(n: int, length: int):
+def block_slices(n: int, length: int) -> list[slice]:
+    """Row slices of n numbers of ``length`` digits, about BLOCK_DIGITS digits each."""
     step = max(1, BLOCK_DIGITS // length)
     return [slice(s, min(s + step, n)) for s in range(0, n, step)]
 
@@ -504,17 +516,20 @@ def render_touching(digit_images, d, p: NaturalParams, t: TouchingParams):
     return paste(patches, x0, y0, int(widths.max(initial=0))), widths
 
 
+def _as_pool(digit_images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n, L, 28, 28) digit images -> (pool (n*L, 28, 28), idx (n, L)) for compose_lines."""
+    n, length = digit_images.shape[:2]
+    pool = digit_images.reshape(-1, DIGIT_SIZE, DIGIT_SIZE)
+    return pool, np.arange(n * length).reshape(n, length)
+
+
 def compose_natural(
     digit_images: np.ndarray, rng: np.random.Generator, params: NaturalParams | None = None
 ) -> np.ndarray:
     """(n, L, 28, 28) uint8 -> (n, 28, 28*L) uint8 in the natural layout."""
-    p = params or NaturalParams()
-    n, length = digit_images.shape[:2]
-    d = natural_draws(n, rng, p, length)  # all draws first: output is independent of the block
-    out = np.empty((n, IMG_H, DIGIT_SIZE * length), np.uint8)
-    for sl in block_slices(n, length):
-        out[sl] = render_natural(digit_images[sl], {k: v[sl] for k, v in d.items()}, p)
-    return out
+    pool, idx = _as_pool(digit_images)
+    layouts = np.full(len(idx), LAYOUT_IDS["natural"], np.uint8)
+    return compose_lines(pool, idx, np.full(len(idx), idx.shape[1]), layouts, rng, params)[0]
 
 
 def compose_touching(
@@ -525,11 +540,9 @@ def compose_touching(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n, L, 28, 28) uint8 -> (images (n, 28, widest) uint8, widths (n,)) in the touching
     layout."""
-    pool = digit_images.reshape(-1, DIGIT_SIZE, DIGIT_SIZE)
-    idx = np.arange(len(pool)).reshape(digit_images.shape[:2])
-    n, length = idx.shape
-    layouts = np.full(n, LAYOUT_IDS["touching"], np.uint8)
-    return compose_lines(pool, idx, np.full(n, length), layouts, rng, params, touching)
+    pool, idx = _as_pool(digit_images)
+    layouts = np.full(len(idx), LAYOUT_IDS["touching"], np.uint8)
+    return compose_lines(pool, idx, np.full(len(idx), idx.shape[1]), layouts, rng, params, touching)
 
 
 def output_width(widths: np.ndarray, width: int | None, pad_to: int) -> int:
@@ -543,6 +556,9 @@ def output_width(widths: np.ndarray, width: int | None, pad_to: int) -> int:
     return -(-widest // pad_to) * pad_to
 
 
+WARP_DRAWS = ("scale", "angle", "shear", "dy", "stroke")  # the per-digit draws warp_digits uses
+
+
 def _put(out: np.ndarray, rows: np.ndarray, img: np.ndarray) -> None:
     """out[rows, :, :w] = img, with a plain slice when rows are consecutive."""
     w = img.shape[2]
@@ -550,6 +566,46 @@ def _put(out: np.ndarray, rows: np.ndarray, img: np.ndarray) -> None:
         out[rows[0] : rows[-1] + 1, :, :w] = img
     else:
         out[rows, :, :w] = img
+
+
+def warp_blocks(pool, idx, groups, draws, centres, p: NaturalParams, which: list[int]):
+    """Warp the digits of the groups ``which`` in blocks of about BLOCK_DIGITS digits (short
+    groups share a block: one grid_sample for many lengths), and yield per group slice
+    (group, row slice, patches (k, L, 28, 28), left (k, L), top (k, L), ink) as ``warp_digits``.
+
+    groups: (layout, length, rows) per group; draws / centres: per group, (n_g, L) arrays.
+    """
+    blocks, size = [], BLOCK_DIGITS
+    for g in which:
+        length, rows = groups[g][1], groups[g][2]
+        for sl in block_slices(len(rows), length):
+            k = (sl.stop - sl.start) * length
+            if size + k > BLOCK_DIGITS:
+                blocks.append([])
+                size = 0
+            blocks[-1].append((g, sl))
+            size += k
+    for block in blocks:
+        d = {
+            key: np.concatenate([draws[g][key][sl].ravel() for g, sl in block])[:, None]
+            for key in WARP_DRAWS
+        }
+        where = np.concatenate([centres[g][sl].ravel() for g, sl in block])[:, None]
+        src = np.concatenate([idx[groups[g][2][sl], : groups[g][1]].ravel() for g, sl in block])
+        patches, left, top, ink = warp_digits(pool[src][:, None], d, p, where)
+        at = 0
+        for g, sl in block:
+            shape = (sl.stop - sl.start, groups[g][1])
+            cut = slice(at, at + shape[0] * shape[1])
+            at = cut.stop
+            yield (
+                g,
+                sl,
+                patches[cut].reshape(*shape, DIGIT_SIZE, DIGIT_SIZE),
+                left[cut].reshape(shape),
+                top[cut].reshape(shape),
+                tuple(e[cut].reshape(shape) for e in ink),
+            )
 
 
 def compose_lines(
@@ -566,8 +622,12 @@ def compose_lines(
     """Compose numbers from pool digits idx[i, :lengths[i]], each in its layout (LAYOUT_IDS).
 
     Returns (images (n, 28, W) uint8 padded on the right with 0, widths (n,) int32), W = the
-    widest rounded up to a multiple of pad_to, or ``width``. Work is batched per (layout,
-    length) group; the draws go natural groups by ascending length, then touching groups.
+    widest rounded up to a multiple of pad_to, or ``width``. The numbers are grouped by
+    (layout, length): each group's draws and digit positions are one vectorized step; the
+    warp runs as one batched grid_sample per block of ~BLOCK_DIGITS digits (natural and
+    touching, short groups share a block); the paste is one scatter per digit position per
+    group slice; seed is one gather per length. The draws go natural groups by ascending
+    length, then touching groups (none for seed).
     """
     p = params or NaturalParams()
     t = touching or TouchingParams()
@@ -600,34 +660,49 @@ def compose_lines(
         else:
             draws.append(touching_draws(len(rows), rng, p, t, length))
 
-    # 2. Touching first (their widths decide the image width), kept as blocks.
-    widths = np.zeros(n, np.int32)
-    pieces = []
-    for (lay, length, rows), d in zip(groups, draws, strict=True):
-        if lay in (seed, natural):
-            widths[rows] = DIGIT_SIZE * length
-            continue
-        for sl in block_slices(len(rows), length):
-            r = rows[sl]
-            img, w = render_touching(pool[idx[r, :length]], {k: v[sl] for k, v in d.items()}, p, t)
-            widths[r] = w
-            pieces.append((r, img))
-    out_w = output_width(widths, width, pad_to)
-    if len(groups) == 1 and groups[0][0] == seed and out_w == DIGIT_SIZE * groups[0][1]:
-        return stitch_seed(pool, idx[:, : groups[0][1]]), widths  # all seed: one gather
+    # 2. Where each digit goes before the warp: (n_g, L) centres per group, vectorized.
+    centres = [
+        None if lay == seed
+        else digit_centres(d["slots"], d["margin"], DIGIT_SIZE * length) if lay == natural
+        else touching_centres(d["gap"], t.pitch)
+        for (lay, length, _), d in zip(groups, draws, strict=True)
+    ]  # fmt: skip
 
-    # 3. Seed and natural straight into the output, then the touching blocks.
-    out = np.zeros((n, IMG_H, out_w), np.uint8)
-    for (lay, length, rows), d in zip(groups, draws, strict=True):
+    # 3. The image width is known now unless touching numbers need their warp first.
+    widths = np.zeros(n, np.int32)
+    for _, length, rows in groups:
+        widths[rows] = DIGIT_SIZE * length  # touching ones are set after their warp
+    out, pieces = None, []
+    if not any(lay == LAYOUT_IDS["touching"] for lay, _, _ in groups):
+        out_w = output_width(widths, width, pad_to)
+        if len(groups) == 1 and groups[0][0] == seed and out_w == DIGIT_SIZE * groups[0][1]:
+            return stitch_seed(pool, idx[:, : groups[0][1]]), widths  # all seed: one gather
+        out = np.zeros((n, IMG_H, out_w), np.uint8)
+
+    # 4. Warp natural and touching digits together, paste each group slice, straight into the
+    # output when its width is known, else kept until it is.
+    warp_groups = [g for g, (lay, _, _) in enumerate(groups) if lay != seed]
+    for g, sl, patches, left, top, ink in warp_blocks(pool, idx, groups, draws, centres, p,
+                                                      warp_groups):  # fmt: skip
+        lay, length, rows = groups[g][0], groups[g][1], groups[g][2][sl]
+        if lay == natural:
+            x0, y0 = place_natural(left, top, ink, DIGIT_SIZE * length)
+            img = paste(patches, x0, y0, DIGIT_SIZE * length)
+        else:
+            x0, y0, w = place_touching(left, top, ink, draws[g]["margin"][sl])
+            widths[rows] = w
+            img = paste(patches, x0, y0, int(w.max()))
+        if out is None:
+            pieces.append((rows, img))
+        else:
+            _put(out, rows, img)
+    if out is None:
+        out = np.zeros((n, IMG_H, output_width(widths, width, pad_to)), np.uint8)
+        for rows, img in pieces:
+            _put(out, rows, img)
+    for lay, length, rows in groups:
         if lay == seed:
             _put(out, rows, stitch_seed(pool, idx[rows, :length]))
-        elif lay == natural:
-            for sl in block_slices(len(rows), length):
-                r = rows[sl]
-                dig = pool[idx[r, :length]]
-                _put(out, r, render_natural(dig, {k: v[sl] for k, v in d.items()}, p))
-    for r, img in pieces:
-        _put(out, r, img)
     return out, widths
 
 
