@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from digitseq.data import compose, mnist
-from digitseq.evaluation import lengths
 from digitseq.models import checkpoint, ctc_decode
 
 SETS = {  # name -> (layout, lengths)
@@ -36,16 +35,38 @@ def numbers(pool, labels, n: int, layout: str, span, seed: int) -> tuple[compose
     return lines, compose.labels_to_strings(lines.digits, lines.lengths)
 
 
-def read_sorted(model, lines: compose.Lines) -> list[str]:
-    """Greedy readings in input order, batched by similar width (few shapes)."""
+def frame_logprobs(model, lines: compose.Lines) -> list[np.ndarray]:
+    """Each line's (T, 11) frame log-probabilities over its real width, in input order."""
+    from digitseq.models.inference import batched_logits
+
     order = np.argsort(lines.widths, kind="stable")
-    out: list[str] = [""] * len(order)
+    out: list = [None] * len(order)
     for i in range(0, len(order), 500):
         idx = order[i : i + 500]
         part = lines.take(idx, 32)
-        read, _ = lengths.read_lines(model, part.images, part.widths)
-        for k, r in zip(idx, read, strict=True):
-            out[k] = r
+        logp = ctc_decode.log_softmax(batched_logits(model, part.images, batch_size=500).numpy())
+        for k, lp, w in zip(idx, logp, part.widths, strict=True):
+            out[k] = lp[: -(-int(w) // 4)].astype(np.float64)
+    return out
+
+
+def read_sorted(model, lines: compose.Lines) -> list[str]:
+    """Greedy readings in input order, batched by similar width (few shapes)."""
+    return [ctc_decode.greedy(lp)[0] for lp in frame_logprobs(model, lines)]
+
+
+def read_string_ensemble(models, lines: compose.Lines) -> list[str]:
+    """Ensemble by string probabilities: each member's greedy reading is a candidate, and the
+    candidate with the highest mean probability over the members wins (CTC members trained
+    apart fire their spikes at different frames, so averaging frame posteriors fails)."""
+    per_model = [frame_logprobs(m, lines) for m in models]
+    out = []
+    for lps in zip(*per_model, strict=True):
+        cands = {ctc_decode.greedy(lp)[0] for lp in lps}
+        score = {
+            c: np.mean([np.exp(ctc_decode.string_logprob(lp, c)) for lp in lps]) for c in cands
+        }
+        out.append(max(score, key=score.get))
     return out
 
 
@@ -59,6 +80,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--n", type=int, default=5000, help="numbers per set and split")
+    ap.add_argument(
+        "--string-ensemble", action="store_true", help="also: the runs as one string-level ensemble"
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
     m = mnist.load()
@@ -69,6 +93,16 @@ def main() -> None:
         for name, (layout, span) in SETS.items()
     }
     results = []
+    if args.string_ensemble:
+        models = [checkpoint.load_model(run)[0] for run in args.runs]
+        t0 = time.perf_counter()
+        row = {"run": "string ensemble of " + ", ".join(map(str, args.runs)), "arch": "ensemble"}
+        for (split, name), (lines, truth) in data.items():
+            row[f"{split} {name}"] = score(read_string_ensemble(models, lines), truth)
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        results.append(row)
+        cols = " | ".join(f"{k} {v['seq_acc']:.2%}" for k, v in row.items() if isinstance(v, dict))
+        print(f"{row['run']}: {cols}", flush=True)
     for run in args.runs:
         t0 = time.perf_counter()
         model, cfg = checkpoint.load_model(run)

@@ -33,7 +33,12 @@ def add_parser(sub) -> None:
         choices=["text", "jsonl", "parquet"],
         help="text (default on stdout), jsonl (default with --output), parquet (--engine ray)",
     )
-    p.add_argument("--min-confidence", type=probability, help="abstain below this confidence")
+    p.add_argument(
+        "--min-confidence",
+        type=probability,
+        help="abstain below this confidence; for the bundled reader 0.968 keeps the readings that "
+        "are 99.5%% right on val numbers (87%% of them), 0.996 those 99.9%% right (62%%)",
+    )
     p.add_argument(
         "--backend",
         choices=["torch", "onnx"],
