@@ -32,7 +32,7 @@ if [ -z "${EPOCHS:-}" ]; then  # EPOCHS given: no probe (a second run of a known
   echo "probe: 150 steps in ${secs}s -> $EPOCHS epochs of $STEPS x 256"
 fi
 start=$(date +%s)
-ds_train -v --preset bundle --epochs "$EPOCHS" --workers "$WORKERS" ${EXTRA:-} \
+ds_train -v --preset "${PRESET:-bundle}" --epochs "$EPOCHS" --workers "$WORKERS" ${EXTRA:-} \
   --out /tmp/run --time-limit $(( BUDGET / 60 + 2 )) 2>&1 | grep -v "num/s" | tee "$OUT/train.log"
 echo "trained in $(( $(date +%s) - start ))s" | tee -a "$OUT/train.log"
 cp /tmp/run/best.pth /tmp/run/weights.pth /tmp/run/config.json /tmp/run/history.json \
