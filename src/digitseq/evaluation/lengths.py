@@ -96,7 +96,8 @@ def length_figure(rows: list[dict], title: str = "Whole-number accuracy per leng
     ax.set_xlabel("digits in the number")
     ax.set_ylabel("whole-number accuracy (%)")
     ax.set_xticks(lengths)
-    ax.set_title(f"{title} ({rows[0]['layout']}, {rows[0]['n']:,} test numbers each)")
+    ax.set_title(f"{title}\n{rows[0]['layout']} layout, {rows[0]['n']:,} test numbers per length",
+                 fontsize=10)  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -315,28 +315,6 @@ def fill(r: Reading, probs: np.ndarray, min_confidence: float | None) -> None:
         r.digits, r.abstained = None, True
 
 
-# --- command line -------------------------------------------------------------------------------
-
-
-def expand_inputs(inputs: list) -> list[Path | Reading]:
-    """Each argument -> its image paths (a folder: every image file in it, sorted), or a Reading
-    holding the error when it names nothing readable."""
-    out: list[Path | Reading] = []
-    for arg in inputs:
-        p = Path(arg)
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and preprocess.is_image_file(f))
-            if not files:
-                kinds = " ".join(preprocess.IMAGE_SUFFIXES)
-                out.append(Reading(file=str(p), error=f"no image files in folder ({kinds})"))
-            out.extend(files)
-        elif not p.exists():
-            out.append(Reading(file=str(p), error="no such file or folder"))
-        else:
-            out.append(p)
-    return out
-
-
 def cached_onnx(model, cfg: dict) -> str:
     """The ONNX export of a checkpoint, cached under DIGITSEQ_HOME/cache/onnx by the hash of its
     weights and config (exporting takes seconds; loading the cached file, milliseconds)."""
