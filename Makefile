@@ -35,6 +35,8 @@ bench: install
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_predict.py
+	$(PY) benchmarks/bench_accuracy.py
+	$(PY) benchmarks/bench_errors.py
 	$(PY) benchmarks/bench_cold_start.py
 	$(PY) benchmarks/bench_deadlines.py
 	$(PY) benchmarks/bench_realistic.py
