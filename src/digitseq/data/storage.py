@@ -142,7 +142,7 @@ def write_split(
     in the process's resident memory (~4 GB for 1,000,000 images); this way only one chunk
     (~32 MB) is held at a time.
     """
-    from tqdm import tqdm
+    from digitseq.core.progress import progress_bar
 
     folder.mkdir(parents=True)
     arrays = cfg.arrays()
@@ -153,7 +153,7 @@ def write_split(
     index = compose.class_index(labels)
     rng = split_rng(cfg.seed, split)
     try:
-        with tqdm(total=n, desc=f"{split:>5}", unit="seq", disable=not progress) as bar:
+        with progress_bar(total=n, desc=f"{split:>5}", unit="seq", disable=not progress) as bar:
             for start in range(0, n, CHUNK):
                 k = min(CHUNK, n - start)
                 chunk = generate_chunk(images, labels, index, k, rng, cfg)
