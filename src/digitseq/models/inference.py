@@ -17,7 +17,7 @@ def batched_logits(model, images, dev=None, batch_size: int = 1024) -> torch.Ten
     model.eval()
     outs = []
     for i in range(0, len(images), batch_size):
-        x = to_input(torch.as_tensor(np.asarray(images[i : i + batch_size])), dev)
+        x = to_input(torch.from_numpy(np.array(images[i : i + batch_size])), dev)  # a copy
         with autocast(dev):
             outs.append(model(x).float().cpu())
     return torch.cat(outs) if outs else torch.zeros(0)
