@@ -125,6 +125,20 @@ def clean_mask(mask: np.ndarray) -> np.ndarray:
     return paint(mask.shape, row[sel], start[sel], end[sel])
 
 
+def grow(low: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Hysteresis: the components of ``low`` that hold at least one ``seeds`` pixel, whole."""
+    h, w = low.shape
+    row, start, end = runs(low)
+    if row.size == 0:
+        return seeds
+    comp = label_runs(row, start, end, w)
+    ahead = np.zeros((h, w + 1), np.int32)
+    ahead[:, 1:] = np.cumsum(seeds, axis=1)
+    hit = ahead[row, end] - ahead[row, start] > 0  # the run holds a seed pixel
+    sel = (np.bincount(comp, weights=hit) > 0)[comp]
+    return paint(low.shape, row[sel], start[sel], end[sel]) | seeds
+
+
 def dilate(mask: np.ndarray) -> np.ndarray:
     """3x3 binary dilation (keeps the anti-aliased rim of the strokes)."""
     p = np.pad(mask, 1)

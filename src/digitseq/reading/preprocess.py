@@ -23,6 +23,7 @@ from digitseq.reading.ink import (
     crop,
     deskew,
     dilate,
+    grow,
     otsu,
     split_digits,
     stretch,
@@ -35,7 +36,7 @@ MAX_BYTES = 64 * 1024 * 1024
 WORK_SIDE = 1200  # longest side the ink is searched at; bigger images are reduced first
 BOX = 20  # MNIST: each digit fits a 20x20 box inside its 28x28 cell
 MAX_INK = 0.45  # fraction of the image; more than that is not a number on paper
-FAINT_INK = 0.4  # lines: ink is what rises above this fraction of Otsu's threshold
+FAINT_INK = 0.7  # lines: faint pixels joined to ink, above this fraction of Otsu (chosen on val)
 MAX_LINE_W = 28 * 24  # widest line handed to the CTC reader (24 digit widths)
 STROKE_MIN, STROKE_MAX = 1.8, 5.0  # stroke width range at 28-px scale (MNIST: ~2-3.5 px)
 BOMB = (
@@ -244,12 +245,14 @@ def run(image, keep_steps: bool, line: bool = False):
     if keep_steps:
         steps.append(("ink white on black" + (" (inverted)" if inverted else ""), picture(x)))
 
-    # A line may hold one faint digit among dark ones (a lighter pen, a thin stroke): Otsu's
-    # threshold sits between the paper and the dark ink and would erase it, so lines keep what
-    # rises above a fraction of it (specks are still dropped by size in clean_mask).
-    mask = x > otsu(x) * (FAINT_INK if line else 1.0)
+    threshold = otsu(x)
+    mask = x > threshold
     check_ink_amount(mask, 1.0)
     kept = clean_mask(mask)
+    if line and FAINT_INK < 1.0:
+        # A stroke may fade below Otsu's threshold in places (a thin or light pen): lines keep
+        # the faint pixels connected to ink that is above it (hysteresis), never faint specks.
+        kept = grow(x > threshold * FAINT_INK, kept)
     if not kept.any():
         raise ImageError("blank image: no ink found (only specks or paper edges)")
     x = np.where(dilate(kept), x, 0.0).astype(np.float32)
