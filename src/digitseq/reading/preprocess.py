@@ -307,27 +307,42 @@ def line_input(x: np.ndarray, mask: np.ndarray, stroke: float) -> np.ndarray:
     scale = body / h
     if w * scale > MAX_LINE_W - 8:  # an extremely long line: fit its width instead
         scale = (MAX_LINE_W - 8) / w
-    final = stroke * scale
-    if final < STROKE_MIN:
-        r = int(np.ceil((STROKE_MIN / scale - stroke) / 2))
-        x = np.pad(x, r)
-        x = np.asarray(Image.fromarray(x, "F").filter(ImageFilter.MaxFilter(2 * r + 1)))
-    elif final > STROKE_MAX:
-        r = int((stroke - STROKE_MAX / scale) / 2)
-        if r >= 1:
-            thin = np.asarray(Image.fromarray(x, "F").filter(ImageFilter.MinFilter(2 * r + 1)))
-            x = thin if thin.max() > 0.5 else x
+    x = mnist_stroke(x, stroke, scale)
     h, w = x.shape
     scale = min(body / h, (MAX_LINE_W - 8) / w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    small = np.asarray(Image.fromarray(x, "F").resize((nw, nh), Image.Resampling.LANCZOS))
-    small = np.clip(small, 0.0, None)
-    peak = small.max()
+    small, peak = resized(x, round(h * scale), round(w * scale))
+    nh, nw = small.shape
     out = np.zeros((IMG_H, max(nw + 8, DIGIT_SIZE)), np.float32)
     if peak > 0:
         top, left = (IMG_H - nh) // 2, (out.shape[1] - nw) // 2
         out[top : top + nh, left : left + nw] = np.clip(small / peak, 0.0, 1.0)
     return out
+
+
+def mnist_stroke(x: np.ndarray, stroke: float, scale: float) -> np.ndarray:
+    """Keep the stroke within MNIST's range once scaled by ``scale``: a thin pen on a big
+    drawing would shrink to a faint hairline, a marker to a blob (dilate or erode first)."""
+    final = stroke * scale
+    if final < STROKE_MIN:
+        r = int(np.ceil((STROKE_MIN / scale - stroke) / 2))
+        return np.asarray(
+            Image.fromarray(np.pad(x, r), "F").filter(ImageFilter.MaxFilter(2 * r + 1))
+        )
+    if final > STROKE_MAX:
+        r = int((stroke - STROKE_MAX / scale) / 2)
+        if r >= 1:
+            thin = np.asarray(Image.fromarray(x, "F").filter(ImageFilter.MinFilter(2 * r + 1)))
+            return thin if thin.max() > 0.5 else x
+    return x
+
+
+def resized(x: np.ndarray, h: int, w: int) -> tuple[np.ndarray, float]:
+    """(x resized to at least 1x1 with Lanczos, negatives clipped; its peak value)."""
+    small = np.asarray(
+        Image.fromarray(x, "F").resize((max(1, w), max(1, h)), Image.Resampling.LANCZOS)
+    )
+    small = np.clip(small, 0.0, None)
+    return small, float(small.max())
 
 
 def check_ink_amount(mask: np.ndarray, contrast: float) -> None:
@@ -348,24 +363,11 @@ def digit_cell(x: np.ndarray, mask: np.ndarray, stroke: float) -> np.ndarray:
     patch = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     h, w = patch.shape
     scale = BOX / max(h, w)
-    # Keep the stroke within MNIST's range at the final scale: a thin pen on a big drawing
-    # would shrink to a faint hairline, a marker to a blob.
-    final = stroke * scale
-    if final < STROKE_MIN:
-        r = int(np.ceil((STROKE_MIN / scale - stroke) / 2))
-        patch = np.pad(patch, r)
-        patch = np.asarray(Image.fromarray(patch, "F").filter(ImageFilter.MaxFilter(2 * r + 1)))
-    elif final > STROKE_MAX:
-        r = int((stroke - STROKE_MAX / scale) / 2)
-        if r >= 1:
-            thin = np.asarray(Image.fromarray(patch, "F").filter(ImageFilter.MinFilter(2 * r + 1)))
-            patch = thin if thin.max() > 0.5 else patch
+    patch = mnist_stroke(patch, stroke, scale)
     h, w = patch.shape
     scale = BOX / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    small = np.asarray(Image.fromarray(patch, "F").resize((nw, nh), Image.Resampling.LANCZOS))
-    small = np.clip(small, 0.0, None)
-    peak = small.max()
+    small, peak = resized(patch, round(h * scale), round(w * scale))
+    nh, nw = small.shape
     if peak <= 0:
         return cell
     small = np.clip(small / peak, 0.0, 1.0)
