@@ -24,13 +24,11 @@ def run(args: argparse.Namespace) -> int:
     """``digitseq evaluate [RUN_OR_WEIGHTS ...]``."""
     # torch comes in here, not at import: `digitseq serve --workers N`'s parent and
     # `digitseq --help` never load it.
-    from digitseq.core import files
     from digitseq.evaluation.metrics import evaluate_model
     from digitseq.evaluation.stored_lines import open_any_split
     from digitseq.evaluation.summary import (
         compare_markdown,
         default_out,
-        make_dir,
         summary_text,
         write_evaluation,
     )
@@ -53,22 +51,14 @@ def run(args: argparse.Namespace) -> int:
         print(summary_text(ev))
         print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and plots\n")
     if args.compare or several:
-        table = compare_markdown(evs)
-        folder = make_dir(args.out if args.out is not None else outs[0])
-        files.atomic_write_text(
-            folder / "compare.md",
-            f"# Comparison on {args.split}\n\nDataset `{evs[0].dataset}`.\n\n{table}\n",
-        )
-        print(table)
-        print(f"wrote {folder / 'compare.md'}")
+        write_comparison(args, evs, outs, compare_markdown(evs))
     return 0
 
 
 def run_lines(args: argparse.Namespace, split, loaded: list) -> int:
     """``digitseq evaluate`` on a split of numbers of any length (dataset format version 2)."""
-    from digitseq.core import files
     from digitseq.evaluation import stored_lines
-    from digitseq.evaluation.summary import default_out, make_dir
+    from digitseq.evaluation.summary import default_out
 
     for model, cfg in loaded:  # every model must be a line reader, before any work
         if not stored_lines.is_line_reader(cfg):
@@ -97,12 +87,19 @@ def run_lines(args: argparse.Namespace, split, loaded: list) -> int:
             cells = [f"{per[k]:.2%}" if k in per else "-" for k in lengths]
             rows.append(f"| {e.name} | " + " | ".join(cells)
                         + f" | {o['seq_acc']:.2%} | {o['cer']:.2%} | {o['ece']:.4f} |")  # fmt: skip
-        table = "\n".join(rows)
-        folder = make_dir(args.out if args.out is not None else outs[0])
-        files.atomic_write_text(
-            folder / "compare.md",
-            f"# Comparison on {args.split}\n\nDataset `{evs[0].dataset}`.\n\n{table}\n",
-        )
-        print(table)
-        print(f"wrote {folder / 'compare.md'}")
+        write_comparison(args, evs, outs, "\n".join(rows))
     return 0
+
+
+def write_comparison(args: argparse.Namespace, evs: list, outs: list, table: str) -> None:
+    """compare.md (in --out, else the first model's report folder) and the table on stdout."""
+    from digitseq.core import files
+    from digitseq.evaluation.summary import make_dir
+
+    folder = make_dir(args.out if args.out is not None else outs[0])
+    files.atomic_write_text(
+        folder / "compare.md",
+        f"# Comparison on {args.split}\n\nDataset `{evs[0].dataset}`.\n\n{table}\n",
+    )
+    print(table)
+    print(f"wrote {folder / 'compare.md'}")
