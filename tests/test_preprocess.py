@@ -226,4 +226,3 @@ def test_bad_arrays_are_refused():
         pp.preprocess(np.zeros((4, 5, 6, 7)))
     with pytest.raises(pp.ImageError, match="blank"):
         pp.preprocess(np.zeros((28, 140), np.uint8))
-
