@@ -93,27 +93,28 @@ def main() -> None:
         for name, (layout, span) in SETS.items()
     }
     results = []
-    if args.string_ensemble:
-        models = [checkpoint.load_model(run)[0] for run in args.runs]
+
+    def measure(row: dict, read) -> None:
+        """Read every set with ``read(lines) -> strings``, score, print and keep the row."""
         t0 = time.perf_counter()
-        row = {"run": "string ensemble of " + ", ".join(map(str, args.runs)), "arch": "ensemble"}
         for (split, name), (lines, truth) in data.items():
-            row[f"{split} {name}"] = score(read_string_ensemble(models, lines), truth)
+            row[f"{split} {name}"] = score(read(lines), truth)
         row["seconds"] = round(time.perf_counter() - t0, 1)
         results.append(row)
         cols = " | ".join(f"{k} {v['seq_acc']:.2%}" for k, v in row.items() if isinstance(v, dict))
         print(f"{row['run']}: {cols}", flush=True)
+
+    if args.string_ensemble:
+        models = [checkpoint.load_model(run)[0] for run in args.runs]
+        name = "string ensemble of " + ", ".join(map(str, args.runs))
+        measure(
+            {"run": name, "arch": "ensemble"}, lambda lines: read_string_ensemble(models, lines)
+        )
     for run in args.runs:
-        t0 = time.perf_counter()
         model, cfg = checkpoint.load_model(run)
-        row = {"run": str(run), "arch": cfg["model"]["arch"], "parameters": sum(
-            p.numel() for p in model.parameters())}  # fmt: skip
-        for (split, name), (lines, truth) in data.items():
-            row[f"{split} {name}"] = score(read_sorted(model, lines), truth)
-        row["seconds"] = round(time.perf_counter() - t0, 1)
-        results.append(row)
-        cols = " | ".join(f"{k} {v['seq_acc']:.2%}" for k, v in row.items() if isinstance(v, dict))
-        print(f"{run}: {cols}", flush=True)
+        params = sum(p.numel() for p in model.parameters())
+        row = {"run": str(run), "arch": cfg["model"]["arch"], "parameters": params}
+        measure(row, lambda lines, model=model: read_sorted(model, lines))
     print(json.dumps(results))
 
 

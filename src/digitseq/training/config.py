@@ -126,21 +126,6 @@ PRESETS = {
         workers=8,
         augment=replace(LINE_AUGMENT, elastic=1.0),
     ),
-    # fine-tuning the bundled reader on a CPU (with --init): a low LR, marker-like strokes added
-    "bundle-finetune": TrainConfig(
-        arch="ctc",
-        hparams={"channels": [32, 64, 128], "hidden": 256, "context": 3, "dropout": 0.1},
-        layout="mix3",
-        lengths=(1, 12),
-        epochs=4,
-        steps_per_epoch=300,
-        batch_size=64,
-        lr=3e-4,
-        warmup=0.02,
-        val_size=3000,
-        workers=1,
-        augment=replace(LINE_AUGMENT, elastic=1.0, p_marker=0.3),
-    ),
     # the 5-digit baselines (multihead): a demo-sized run and the former bundle
     "multihead-demo": TrainConfig(epochs=8, steps_per_epoch=440, batch_size=128, lr=3e-3),
     "multihead-bundle": TrainConfig(
@@ -154,3 +139,15 @@ PRESETS = {
     ),
 }
 PRESETS["default"] = PRESETS["demo"]
+# fine-tuning the bundled reader on a CPU (with --init): a low LR, marker-like strokes added
+PRESETS["bundle-finetune"] = replace(
+    PRESETS["bundle"],
+    epochs=4,
+    steps_per_epoch=300,
+    batch_size=64,
+    lr=3e-4,
+    warmup=0.02,
+    val_size=3000,
+    workers=1,
+    augment=replace(PRESETS["bundle"].augment, p_marker=0.3),
+)

@@ -172,6 +172,15 @@ def spans_picture(x: np.ndarray, digits: str, spans, width: int = 2 * SHOW_W) ->
     return np.asarray(im)
 
 
+PROBABILITY_AXIS = {  # the y axis of both charts: a probability, 0-100%
+    "field": "p",
+    "type": "quantitative",
+    "title": "probability",
+    "scale": {"domain": [0, 1]},
+    "axis": {"format": "%", "tickCount": 3},
+}
+
+
 def probability_chart(probabilities) -> dict:
     """A Vega-Lite spec: one bar chart per position of the 10 class probabilities, the chosen
     digit highlighted (drawn by the browser: no server-side plotting per reading). For the
@@ -193,13 +202,7 @@ def probability_chart(probabilities) -> dict:
         "encoding": {
             "column": {"field": "position", "type": "nominal", "title": None, "sort": None},
             "x": {"field": "digit", "type": "ordinal", "title": None, "axis": {"labelAngle": 0}},
-            "y": {
-                "field": "p",
-                "type": "quantitative",
-                "title": "probability",
-                "scale": {"domain": [0, 1]},
-                "axis": {"format": "%", "tickCount": 3},
-            },
+            "y": PROBABILITY_AXIS,
             "color": {
                 "field": "chosen",
                 "type": "nominal",
@@ -229,13 +232,7 @@ def digit_chart(digits: str, digit_confidences) -> dict:
                 "title": "digit",
                 "axis": {"labelAngle": 0},
             },
-            "y": {
-                "field": "p",
-                "type": "quantitative",
-                "title": "probability",
-                "scale": {"domain": [0, 1]},
-                "axis": {"format": "%", "tickCount": 3},
-            },
+            "y": PROBABILITY_AXIS,
         },  # fmt: skip
         "layer": [
             {
