@@ -175,7 +175,7 @@ def line_reader(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def lines_dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lines") / "ds"
-    argv = ["-q", "generate", str(out), "--train", "0", "--val", "0", "--test", "120",
+    argv = ["-q", "generate", str(out), "--train", "400", "--val", "60", "--test", "120",
             "--lengths", "1-12", "--layout", "mix3", "--seed", "4"]  # fmt: skip
     assert main.main(argv) == 0
     return out
@@ -227,3 +227,50 @@ def test_evaluate_refuses_a_fixed_model_on_numbers_of_any_length(
     code, _, err = run(capsys, "-q", "evaluate", str(random_model_dir), "--data",
                        str(lines_dataset))  # fmt: skip
     assert_one_line_error(code, err, "5-digit numbers only", "1-12 digits")
+
+
+def test_train_a_line_reader_on_a_stored_dataset_of_any_length(lines_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "-q", "train", "--preset", "ctc-tiny", "--data",
+                       str(lines_dataset), "--epochs", "1", "--steps-per-epoch", "6",
+                       "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train"]["data"] == str(lines_dataset) and (out / "weights.pth").is_file()
+
+
+def test_stored_batches_group_numbers_of_similar_width(lines_dataset):
+    """Batches hold the stored numbers (digits and lengths as written), cut to their widest
+    rounded up to pad_to: far less padding than batches of random numbers at the full width."""
+    from digitseq.data import loaders
+
+    split = storage.load_split(lines_dataset, "train")
+    batches = loaders.StoredBatches(split, batch_size=16, steps=None, seed=0, pad_to=32)
+    truth, seen, padding = split.strings(0, len(split)), [], []
+    for b in range(len(batches)):
+        images, digits, lengths, widths = batches.batch(0, b)
+        assert images.shape[-1] % 32 == 0 and images.shape[-1] - int(widths.max()) < 32
+        padding.append(1 - widths.sum().item() / (images.shape[-1] * len(widths)))
+        for d, n in zip(digits.tolist(), lengths.tolist(), strict=True):
+            seen.append("".join(map(str, d[:n])))
+    used = batches.order(0)[: len(batches) * 16]  # each number at most once per epoch
+    assert len(set(used.tolist())) == len(used) >= 384
+    assert sorted(seen) == sorted(truth[i] for i in used)
+    full = 1 - split.widths.mean() / split.images.shape[-1]  # random batches, full width
+    assert sum(padding) / len(padding) < full / 3
+
+
+def test_a_fixed_model_cannot_train_on_numbers_of_any_length(lines_dataset, capsys):
+    code, _, err = run(capsys, "-q", "train", "--preset", "tiny", "--data", str(lines_dataset))
+    assert_one_line_error(code, err, "5-digit numbers only", "1-12 digits", "--arch ctc")
+
+
+def test_report_on_numbers_of_any_length(lines_dataset, line_reader, tmp_path, capsys):
+    out = tmp_path / "report"
+    code, stdout, err = run(capsys, "-q", "report", str(line_reader), "--data",
+                            str(lines_dataset), "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    assert any(line.startswith("12 ") for line in stdout.splitlines())  # the per-length table
+    page = (out / "report.html").read_text()
+    assert "Whole-number accuracy per length" in page and "data:image/png;base64," in page
+    assert "<td>12</td>" in page and (out / "length_accuracy.png").stat().st_size > 1000

@@ -186,3 +186,18 @@ def test_multihead_stages_are_configurable():
         assert model(torch.rand(2, 1, 28, 140)).shape == (2, 5, 10)
     with pytest.raises(ValueError):
         registry.build_model("multihead", channels=(8, 16), depth=(1, 1, 1))
+
+
+def test_ctc_loss_refuses_labels_that_are_not_digits():
+    """A padding value (255) inside a number's length would make torch read out of bounds (a
+    'double free' crash in training): a clear error instead, and fine labels still work."""
+    from digitseq.models.ctc import ctc_loss
+
+    logits = torch.randn(2, 20, 11)
+    frames, lengths = torch.tensor([20, 20]), torch.tensor([3, 12])
+    good = torch.tensor([[1, 2, 3] + [0] * 9, list(range(10)) + [4, 5]])
+    assert torch.isfinite(ctc_loss(logits, good, lengths, frames))
+    bad = good.clone()
+    bad[1, 11] = 255
+    with pytest.raises(ValueError, match="digits 0-9"):
+        ctc_loss(logits, bad, lengths, frames)

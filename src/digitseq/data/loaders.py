@@ -139,8 +139,33 @@ def line_batch(lines: compose.Lines):
     )
 
 
+def stored_batch(split: storage.Split, idx: np.ndarray, pad_to: int | None = None):
+    """Numbers ``idx`` (sorted) of a stored split of either format in the common 4-tuple form.
+    ``pad_to``: for line readers, the images are cut to the batch's widest number rounded up
+    to it (v2 splits are stored padded to the dataset's widest); None keeps the stored width."""
+    widths, lengths = split.widths[idx], split.lengths[idx]
+    full = split.images.shape[-1]
+    cut = full if pad_to is None else min(full, -(-int(widths.max()) // pad_to) * pad_to)
+    digits = split.labels[idx].astype(np.int64)
+    digits[digits > 9] = 0  # padding beyond each length: masked by lengths
+    images = np.array(split.images[idx, :, :cut], dtype=np.uint8)  # a copy of the memmap
+    if pad_to and cut % pad_to:  # a stored width that is not a multiple: pad with black
+        images = np.pad(images, ((0, 0), (0, 0), (0, pad_to - cut % pad_to)))
+    return (
+        torch.from_numpy(images),
+        torch.from_numpy(digits),
+        torch.from_numpy(lengths.astype(np.int64)),
+        torch.from_numpy(widths.astype(np.int64)),
+    )
+
+
 class StoredBatches(_Batches):
-    """Shuffled batches from a stored split (a new permutation every epoch)."""
+    """Shuffled batches from a stored split (a new permutation every epoch). With ``pad_to``
+    (line readers), numbers of similar width are batched together: the permutation is sorted
+    by width within windows of 64 batches, then the batches are shuffled, so little compute
+    goes to padding and a trainer sees few shapes."""
+
+    WINDOW = 64  # batches
 
     def __init__(
         self,
@@ -150,17 +175,35 @@ class StoredBatches(_Batches):
         seed: int,
         rank: int = 0,
         world: int = 1,
+        pad_to: int | None = None,
     ):
         n = len(split)
         per_epoch = n // (batch_size * world)
         super().__init__(min(steps, per_epoch) if steps else per_epoch, seed, 0)
         self.split, self.batch_size, self.rank_, self.world = split, batch_size, rank, world
+        self.pad_to = pad_to
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def order(self, epoch: int) -> np.ndarray:
+        if self._order is None or self._order[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            perm = rng.permutation(len(self.split))
+            if self.pad_to:
+                group = self.batch_size * self.world  # one global batch: every rank's share
+                win = group * self.WINDOW
+                widths = self.split.widths
+                for s in range(0, len(perm), win):
+                    chunk = perm[s : s + win]
+                    perm[s : s + win] = chunk[np.argsort(widths[chunk], kind="stable")]
+                whole = len(perm) // group
+                perm = perm[: whole * group].reshape(whole, group)[rng.permutation(whole)].ravel()
+            self._order = (epoch, perm)
+        return self._order[1]
 
     def batch(self, epoch: int, b: int):
-        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
         start = (b * self.world + self.rank_) * self.batch_size
-        idx = np.sort(perm[start : start + self.batch_size])  # sorted: memmap-friendly reads
-        return fixed_batch(np.asarray(self.split.images[idx]), self.split.labels[idx])
+        idx = np.sort(self.order(epoch)[start : start + self.batch_size])  # memmap-friendly
+        return stored_batch(self.split, idx, self.pad_to)
 
 
 def loader(batches: _Batches, workers: int, pin: bool = False) -> DataLoader:
@@ -193,11 +236,14 @@ def line_set(images, labels, n: int, seed: int, layout="mix3", lengths=(1, 12), 
     ]
 
 
-def split_batches(split: storage.Split, n: int, batch_size: int = 1024) -> list[tuple]:
-    """The first n numbers of a stored 5-digit split as batches in the common form."""
+def split_batches(
+    split: storage.Split, n: int, batch_size: int = 1024, pad_to: int | None = None
+) -> list[tuple]:
+    """The first n numbers of a stored split as batches in the common form; with ``pad_to``
+    (line readers) sorted by width first, each batch cut to its widest (few shapes)."""
     n = min(n, len(split))
+    order = np.arange(n) if pad_to is None else np.argsort(split.widths[:n], kind="stable")
     return [
-        fixed_batch(np.asarray(split.images[i : min(i + batch_size, n)]),
-                    split.labels[i : min(i + batch_size, n)])
+        stored_batch(split, np.sort(order[i : i + batch_size]), pad_to)
         for i in range(0, n, batch_size)
-    ]  # fmt: skip
+    ]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from digitseq.core import files
 from digitseq.core.errors import DigitseqError
-from digitseq.evaluation import metrics, plots, summary
+from digitseq.data import storage
+from digitseq.evaluation import metrics, plots, stored_lines, summary
 from digitseq.models import checkpoint
 
 
@@ -29,16 +30,20 @@ def read_history(run: str | Path | None) -> list[dict]:
     return history
 
 
-def run_figures(ev: metrics.Evaluation, history: list[dict]) -> dict:
-    """The report's figures beyond the evaluation's: training curves, samples, architecture."""
-    s = ev.split
-    n = len(ev.labels)
+def model_figures(model, name: str, history: list[dict]) -> dict:
+    """Training curves and the architecture: figures of the run, whatever the split."""
     return {
         "training_curves.png": plots.training_curves(history),
+        "architecture.png": plots.architecture_diagram(model, title=name),
+    }
+
+
+def run_figures(ev: metrics.Evaluation, history: list[dict]) -> dict:
+    """The report's figures beyond the evaluation's: samples, training curves, architecture."""
+    s, n = ev.split, len(ev.labels)
+    return {
         "samples.png": plots.dataset_samples(s.images[:n], s.labels[:n], s.layouts[:n]),
-        "architecture.png": plots.architecture_diagram(
-            ev.model, title=f"{ev.name} ({ev.info['arch']})"
-        ),
+        **model_figures(ev.model, f"{ev.name} ({ev.info['arch']})", history),
     }
 
 
@@ -63,15 +68,27 @@ def make_report(
     limit: int | None = None,
     batch_size: int = 512,
     progress: bool = False,
-) -> tuple[metrics.Evaluation, Path]:
-    test = metrics.open_split(data, split)
+) -> tuple[metrics.Evaluation | stored_lines.LineEvaluation, Path]:
+    """Evaluate and write the report: a 5-digit split gets every fixed-length figure, a split
+    of numbers of any length (format 2) the per-length table and figure."""
+    test = stored_lines.open_any_split(data, split)
     history = read_history(run)
     model, cfg = checkpoint.load_model(run)
-    ev = metrics.evaluate_model(model, cfg, test, limit, batch_size, progress)
     folder = out if out is not None else summary.default_out(cfg, split, "report")
+    if test.version == storage.LINES_VERSION:
+        lev = stored_lines.evaluate_lines(model, cfg, test, limit, batch_size, progress)
+        stored_lines.write_line_evaluation(lev, folder)
+        figs = model_figures(model, f"{lev.name} ({lev.info['arch']})", history)
+        pngs = ["length_accuracy.png"] + summary.save_figures(figs, folder)
+        html_path = folder / "report.html"
+        page = render_html(lev, folder, pngs, history, length_tables(lev.metrics))
+        files.atomic_write_text(html_path, page)
+        return lev, html_path
+    ev = metrics.evaluate_model(model, cfg, test, limit, batch_size, progress)
     pngs = summary.write_evaluation(ev, folder, run_figures(ev, history), title="Report")
     html_path = folder / "report.html"
-    files.atomic_write_text(html_path, render_html(ev, folder, pngs, history))
+    page = render_html(ev, folder, pngs, history, metric_tables(ev.metrics))
+    files.atomic_write_text(html_path, page)
     return ev, html_path
 
 
@@ -83,6 +100,7 @@ text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}
 img{max-width:100%;display:block;margin:0.5em 0 1.5em}code{background:#f3f3f3}"""
 
 SECTIONS = [  # (title, png) in reading order
+    ("Accuracy per length", "length_accuracy.png"),
     ("Dataset samples", "samples.png"),
     ("Training curves", "training_curves.png"),
     ("Accuracy per position", "position_accuracy.png"),
@@ -155,7 +173,32 @@ def metric_tables(m: dict) -> str:
     )
 
 
-def render_html(ev: metrics.Evaluation, folder: Path, pngs: list[str], history: list) -> str:
+def length_tables(m: dict) -> str:
+    """The per-length, per-layout and most-confident-error tables of an any-length split."""
+    head = ["digits", "n", "whole-number", "CER", "wrong length", "ECE"]
+
+    def row(name, r):
+        pct = summary.pct
+        return [name, f"{r['n']:,}", pct(r["seq_acc"]), pct(r["cer"]), pct(r["wrong_length"]),
+                f"{r['ece']:.4f}"]  # fmt: skip
+
+    lengths = table(head, [row(r["length"], r) for r in m["lengths"]])
+    layouts = table(
+        ["layout"] + head[1:],
+        [row(k, r) for k, r in m["layouts"].items()] + [row("all", m["overall"])],
+    )
+    worst = table(
+        ["#", "true", "read", "confidence"],
+        [[e["index"], e["true"], e["pred"], f"{e['confidence']:.3f}"] for e in m["worst_errors"]],
+    )
+    return (
+        f"<h2>Whole-number accuracy per length</h2>{lengths}<h3>Per layout</h3>{layouts}"
+        f"<h3>Most confident errors</h3>{worst}"
+    )
+
+
+def render_html(ev, folder: Path, pngs: list[str], history: list, metric_html: str) -> str:
+    """The self-contained page: the model, the metric tables (``metric_html``), the figures."""
     info = ev.info
     model = table(
         None,
@@ -175,7 +218,7 @@ def render_html(ev: metrics.Evaluation, folder: Path, pngs: list[str], history: 
         f"{html.escape(ev.name)}</title><style>{CSS}</style></head><body>",
         f"<h1>digitseq report: {html.escape(ev.name)}</h1>",
         model,
-        metric_tables(ev.metrics),
+        metric_html,
     ]
     for title, png in SECTIONS:
         if png in pngs:

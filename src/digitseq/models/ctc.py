@@ -77,6 +77,9 @@ def ctc_loss(logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor,
     logp = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, N, 11)
     mask = torch.arange(targets.shape[1], device=targets.device)[None, :] < lengths[:, None]
     flat = (targets.long() + 1)[mask]  # digit d -> class d + 1, concatenated
+    if flat.numel() and not 1 <= int(flat.min()) <= int(flat.max()) < logits.shape[-1]:
+        # torch's CPU kernel reads out of bounds on such a label (a crash, not an error)
+        raise ValueError(f"CTC targets must be digits 0-{logits.shape[-1] - 2} within lengths")
     return F.ctc_loss(
         logp, flat, frames.long(), lengths.long(), blank=0, reduction="mean", zero_infinity=True
     )

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from digitseq.core import files
+from digitseq.core.constants import IMG_W, N_DIGITS
 from digitseq.core.errors import DigitseqError
 from digitseq.data import loaders, mnist, storage
 from digitseq.models import checkpoint, registry
@@ -70,10 +71,18 @@ def build_data(cfg: TrainConfig, rank: int, world: int, mnist_dir):
     if cfg.data:
         train = storage.load_split(Path(cfg.data), "train")
         val = storage.load_split(Path(cfg.data), "val")
+        lines = registry.kind(cfg.arch) == "ctc"
+        if not lines and (train.images.shape[-1] != IMG_W or (train.lengths != N_DIGITS).any()):
+            raise DigitseqError(
+                f"{cfg.arch} reads {N_DIGITS}-digit numbers only; {cfg.data} holds numbers of "
+                f"{int(train.lengths.min())}-{int(train.lengths.max())} digits: train a line "
+                "reader on it (--arch ctc, or --preset demo)"
+            )
+        pad = cfg.pad_to if lines else None
         batches = loaders.StoredBatches(
-            train, cfg.batch_size, cfg.steps_per_epoch, cfg.seed, rank, world
+            train, cfg.batch_size, cfg.steps_per_epoch, cfg.seed, rank, world, pad
         )
-        return batches, loaders.split_batches(val, cfg.val_size)
+        return batches, loaders.split_batches(val, cfg.val_size, pad_to=pad)
     m = mnist.load(mnist_dir)
     timg, tlab, _ = mnist.split_pool(m, "train")
     vpool, vlabels, _ = mnist.split_pool(m, "val")

@@ -16,10 +16,11 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``digitseq report RUN [--data D] [--out O]``."""
-    from digitseq.evaluation import summary  # torch and matplotlib: only when reporting
+    from digitseq.evaluation import stored_lines, summary  # torch, matplotlib: when reporting
     from digitseq.evaluation.report import make_report
 
     ev, path = make_report(args.run, args.data, args.out, progress=not args.quiet)
-    print(summary.summary_text(ev))
+    lines = isinstance(ev, stored_lines.LineEvaluation)
+    print(stored_lines.summary_text(ev) if lines else summary.summary_text(ev))
     print(f"report written to {path}")
     return 0
