@@ -128,3 +128,36 @@ def test_service_reads_any_length_and_honours_digits(numbers):
         r = client.post("/v1/read?digits=3", files=files[:1])
         assert r.status_code == 200 and len(r.json()["results"][0]["digits"]) == 3
         assert client.post("/v1/read?digits=0", files=files[:1]).status_code == 422
+
+
+@pytest.mark.parametrize(
+    "scale, angle, fmt",
+    [(4, 0, "PNG"), (4, 6, "PNG"), (4, -8, "JPEG"), (18, 0, "JPEG")],  # 18: decoded reduced
+)
+def test_spans_are_columns_of_the_uploaded_image(mnist_data, bundled, scale, angle, fmt):
+    """A scanned number, enlarged, placed on paper and turned: each digit's span lies where
+    that digit is in the file's own pixels (through crop, deskew, scaling, JPEG draft mode)."""
+    rng = np.random.default_rng(3)
+    lines = compose.generate(mnist_data.test_images, mnist_data.test_labels, 1, rng, "seed",
+                             lengths=(5, 5))  # fmt: skip
+    img = 255 - lines.images[0, :, : lines.widths[0]]
+    big = Image.fromarray(img).resize((img.shape[1] * scale, 28 * scale), Image.Resampling.BICUBIC)
+    left, top = 150, 60
+    paper = Image.new("L", (big.width + 2 * left, big.height + 2 * top), 255)
+    paper.paste(big, (left, top))
+    w, h = paper.size
+    if angle:
+        paper = paper.rotate(angle, Image.Resampling.BICUBIC, expand=True, fillcolor=255)
+    buf = io.BytesIO()
+    paper.save(buf, fmt)
+    r = bundled.read(buf.getvalue())
+    assert r.digits == compose.labels_to_strings(lines.digits, lines.lengths)[0]
+    ink = np.flatnonzero(lines.images[0].max(0) > 60)
+    a = np.radians(angle)
+    for k, (c0, c1) in enumerate(r.spans):
+        cols = ink[(ink >= 28 * k) & (ink < 28 * (k + 1))]  # digit k's ink, seed cell k
+        cx = left + scale * (cols[0] + cols[-1] + 1) / 2
+        cy = top + 14 * scale  # where it went when the paper turned (PIL: counter-clockwise)
+        ex = (cx - w / 2) * np.cos(a) + (cy - h / 2) * np.sin(a) + paper.width / 2
+        assert abs((c0 + c1) / 2 - ex) < 0.25 * 28 * scale, (k, (c0, c1), ex)
+        assert 0 <= c0 <= c1 < paper.width

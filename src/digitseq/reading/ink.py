@@ -91,23 +91,32 @@ def dilate(mask: np.ndarray) -> np.ndarray:
     return cv2.dilate(mask.view(np.uint8), SQUARE3).view(bool)
 
 
-def crop(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def crop(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, mask) cut to the mask's bounding box, and the 3x3 map from the cut's (column, row)
+    back to the input's (a translation)."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    return x[sl], mask[sl]
+    return x[sl], mask[sl], shift(cols[0], rows[0])
 
 
-def deskew(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Undo a small rotation of the whole line (1-15 degrees), from the ink's second moments."""
+def shift(dx: float, dy: float) -> np.ndarray:
+    """3x3 affine: (column, row) -> (column + dx, row + dy)."""
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+
+
+def deskew(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Undo a small rotation of the whole line (1-15 degrees), from the ink's second moments.
+    Returns (x, mask, the 3x3 map from the result's (column, row) back to the input's)."""
+    same = (x, mask, np.eye(3))
     m = cv2.moments(np.where(mask, x, 0).astype(np.float32))
     if m["m00"] <= 0:
-        return x, mask
+        return same
     mu20, mu02, mu11 = m["mu20"], m["mu02"], m["mu11"]
     if mu20 < 2 * mu02:  # not clearly a horizontal line: the angle would be meaningless
-        return x, mask
+        return same
     deg = float(np.degrees(0.5 * np.arctan2(2 * mu11, mu20 - mu02)))
     if not 1.0 <= abs(deg) <= 15.0:
-        return x, mask
+        return same
     h, w = x.shape
     rot = cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0)  # counter-clockwise, canvas grows
     c, s = abs(rot[0, 0]), abs(rot[0, 1])
@@ -116,8 +125,9 @@ def deskew(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x2 = cv2.warpAffine(x, rot, (nw, nh), flags=cv2.INTER_CUBIC, borderValue=0.0)
     m2 = cv2.warpAffine(mask.astype(np.float32), rot, (nw, nh), flags=cv2.INTER_LINEAR) > 0.5
     if not m2.any():
-        return x, mask
-    return crop(np.clip(x2, 0.0, 1.0), m2)
+        return same
+    x3, m3, back = crop(np.clip(x2, 0.0, 1.0), m2)
+    return x3, m3, np.linalg.inv(np.vstack([rot, [0.0, 0.0, 1.0]])) @ back
 
 
 def stroke_width(mask: np.ndarray) -> float:

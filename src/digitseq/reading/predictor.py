@@ -40,11 +40,13 @@ class Reading:
     confidence: float | None = None
     digit_confidences: list[float] | None = None
     probabilities: list[list[float]] | None = None  # (L, 10) per-position probabilities
-    spans: list[list[int]] | None = None  # each digit's [first, last] column in the model input
+    spans: list[list[int]] | None = None  # each digit's [first, last] column in the image
+    input_spans: list[list[int]] | None = None  # the same in the model input's columns
     warning: str | None = None  # e.g. longer than the reader was trained on; an unsure reading
     error: str | None = None
     abstained: bool = False
     input: np.ndarray | None = field(default=None, repr=False)  # (28, W) model input
+    placement: np.ndarray | None = field(default=None, repr=False)  # 3x3: input -> image
 
     def to_json(self, include_abstained: bool = False) -> dict:
         out = {k: getattr(self, k) for k in JSON_KEYS}
@@ -202,7 +204,8 @@ class Predictor:
         d = ctc_decode.decode(output, lo, hi)
         r.digits, r.confidence = d.digits, float(d.confidence)
         r.digit_confidences = [round(float(c), 6) for c in d.digit_confidences]
-        r.spans = [[f0 * FRAME_STRIDE, (f1 + 1) * FRAME_STRIDE - 1] for f0, f1 in d.frames]
+        r.input_spans = [[f0 * FRAME_STRIDE, (f1 + 1) * FRAME_STRIDE - 1] for f0, f1 in d.frames]
+        r.spans = image_spans(r.input_spans, r.placement)
         if digits and (not d.digits or d.confidence < UNSURE):
             r.warning = (
                 f"unsure: no reading with {lo}-{hi} digits is likely" if lo != hi
@@ -279,11 +282,25 @@ def prepare(item, line: bool = True) -> Reading:
     whole line for the CTC reader (the default reader); else five digit cells."""
     file = str(item) if isinstance(item, str | Path) else getattr(item, "filename", None) or None
     try:
-        return Reading(file=file, input=preprocess.preprocess(item, line=line))
+        x, placement = preprocess.preprocess_placed(item, line=line)
+        return Reading(file=file, input=x, placement=placement)
     except DigitseqError as e:
         return Reading(file=file, error=str(e))
     except Exception as e:  # noqa: BLE001 - a decoder's own failure must not stop the others
         return Reading(file=file, error=f"cannot read image ({one_line(e)})")
+
+
+def image_spans(spans: list[list[int]], placement: np.ndarray | None) -> list[list[int]]:
+    """Model-input column spans -> the image's own columns, along the line's middle row (the
+    map undoes the crop, deskew and scaling); unchanged without a map."""
+    if placement is None:
+        return spans
+    out = []
+    for c0, c1 in spans:
+        x0, x1 = (placement @ np.array([[c0 - 0.5, c1 + 0.5], [IMG_H / 2] * 2, [1.0, 1.0]]))[0]
+        lo, hi = sorted((x0, x1))
+        out.append([max(0, int(np.floor(lo + 0.5))), max(0, int(np.ceil(hi - 0.5)))])
+    return out
 
 
 def padded_call(backend, x: np.ndarray) -> np.ndarray:

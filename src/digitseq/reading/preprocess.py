@@ -26,6 +26,7 @@ from digitseq.reading.ink import (
     dilate,
     grow,
     otsu,
+    shift,
     split_digits,
     stretch,
     stroke_width,
@@ -47,6 +48,7 @@ BOMB = (
     f"(limit {MAX_PIXELS // 10**6}; a decompression bomb?)"
 )
 REDUCIBLE = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "I", "F", "CMYK")  # Image.reduce takes
+FULL_WIDTH = "digitseq_full_width"  # PIL info key: the width before draft mode or reduce
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -98,6 +100,7 @@ def decode(f: io.BytesIO) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"corrupt image header ({one_line(e)})") from None
     check_size(im.size)
+    im.info[FULL_WIDTH] = im.width  # before any reduction: spans are given in the file's pixels
     fmt = im.format or "image"
     try:
         im.seek(0)  # GIF / TIFF / WebP: the first frame
@@ -137,11 +140,21 @@ def check_size(size: tuple[int, int]) -> None:
 
 def to_gray(source) -> np.ndarray:
     """(H, W) float32 in [0, 1] from any accepted source; transparency composited onto paper."""
+    return load_gray(source)[0]
+
+
+def load_gray(source) -> tuple[np.ndarray, float]:
+    """``to_gray`` and the image's own pixels per gray pixel (decoding may reduce a big one)."""
     if isinstance(source, np.ndarray):
-        return array_to_gray(source)
+        return array_to_gray(source), 1.0
     im = open_image(source)
+    width = im.info.get(FULL_WIDTH, im.width)
     if max(im.size) > 2 * WORK_SIDE:  # cheap integer reduction before any float work
         im = im.reduce(max(1, max(im.size) // WORK_SIDE))
+    return gray_of(im), width / im.width
+
+
+def gray_of(im: Image.Image) -> np.ndarray:
     mode = im.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         return np.asarray(im, dtype=np.float32) / 65535.0
@@ -217,14 +230,23 @@ def preprocess(image, line: bool = False) -> np.ndarray:
     return run(image, keep_steps=False, line=line)[0]
 
 
+def preprocess_placed(image, line: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The model input and the 3x3 affine map from its (column, row) to the image's own pixels
+    (through crop, deskew, stroke padding and scaling): where each digit lies in the image."""
+    out, _, back = run(image, keep_steps=False, line=line)
+    return out, back
+
+
 def preprocess_steps(image, line: bool = False) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
     """The model input plus a uint8 picture of each step, for the app to show."""
-    return run(image, keep_steps=True, line=line)
+    return run(image, keep_steps=True, line=line)[:2]
 
 
 def run(image, keep_steps: bool, line: bool = False):
+    """(model input, pictures of the steps, 3x3 map from input to image coordinates)."""
     steps: list[tuple[str, np.ndarray]] = []
-    gray = to_gray(image)
+    gray, factor = load_gray(image)
+    back = np.diag([factor, factor, 1.0])  # gray pixels -> the image's
     if keep_steps:
         steps.append(("image (gray)", picture(gray)))
 
@@ -240,7 +262,7 @@ def run(image, keep_steps: bool, line: bool = False):
                     picture(out),
                 )
             )
-        return out, steps
+        return out, steps, back
 
     x = stretch(x)
     if x is None:
@@ -259,24 +281,25 @@ def run(image, keep_steps: bool, line: bool = False):
     if not kept.any():
         raise ImageError("blank image: no ink found (only specks or paper edges)")
     x = np.where(dilate(kept), x, 0.0).astype(np.float32)
-    x, kept = crop(x, kept)
+    x, kept, cut = crop(x, kept)
     if kept.mean() > (0.75 if line else 0.6):  # one bold digit may fill 60% of its own box
         raise ImageError(f"far too much ink ({kept.mean():.0%} of the cropped number)")
     if keep_steps:
         steps.append(("ink found, specks and paper edges removed", picture(x)))
 
-    x, kept = deskew(x, kept)
+    x, kept, turn = deskew(x, kept)
+    back = back @ cut @ turn
     if keep_steps:
         steps.append(("cropped and deskewed", picture(x)))
 
     stroke = stroke_width(kept)
     if line:
-        out = line_input(x, kept, stroke)
+        out, placed = line_input(x, kept, stroke)
         if keep_steps:
             steps.append(
                 ("the line: a 20-px body in 28 px, MNIST strokes (model input)", picture(out))
             )
-        return out, steps
+        return out, steps, back @ placed
     segments = split_digits(kept, N_DIGITS)
     out = np.zeros((IMG_H, IMG_W), np.float32)
     for i, (c0, c1) in enumerate(segments):
@@ -284,7 +307,7 @@ def run(image, keep_steps: bool, line: bool = False):
         out[:, i * DIGIT_SIZE : (i + 1) * DIGIT_SIZE] = cell
     if keep_steps:
         steps.append(("five digits, each 20x20 in a 28x28 cell (model input)", picture(out)))
-    return out, steps
+    return out, steps, back  # five cells: no single map (each digit is scaled on its own)
 
 
 # The ink of a generated line is as tall as one MNIST digit (20 px) when it holds one digit, and
@@ -300,26 +323,30 @@ def line_height(h: int, w: int) -> float:
     return float(np.interp(digits, *LINE_HEIGHT))
 
 
-def line_input(x: np.ndarray, mask: np.ndarray, stroke: float) -> np.ndarray:
+def line_input(x: np.ndarray, mask: np.ndarray, stroke: float) -> tuple[np.ndarray, np.ndarray]:
     """A cropped, deskewed line -> (28, W) for the CTC reader: the ink's height scaled to the
     height of a generated line of as many digits (``line_height``), the width in proportion,
     the stroke brought into MNIST's range, a 4-px margin on each side and at least one digit
-    cell (28 px) of width, the ink centred; W is capped at ``MAX_LINE_W``."""
-    h, w = x.shape
-    body = line_height(h, w)
-    scale = body / h
-    if w * scale > MAX_LINE_W - 8:  # an extremely long line: fit its width instead
-        scale = (MAX_LINE_W - 8) / w
+    cell (28 px) of width, the ink centred; W is capped at ``MAX_LINE_W``. Also returns the
+    3x3 map from the result's (column, row) back to the line's."""
+    h0, w0 = x.shape
+    body = line_height(h0, w0)
+    scale = body / h0
+    if w0 * scale > MAX_LINE_W - 8:  # an extremely long line: fit its width instead
+        scale = (MAX_LINE_W - 8) / w0
     x = mnist_stroke(x, stroke, scale)
     h, w = x.shape
+    pad = (w - w0) / 2  # a thin pen is dilated on a padded copy
     scale = min(body / h, (MAX_LINE_W - 8) / w)
     small, peak = resized(x, round(h * scale), round(w * scale))
     nh, nw = small.shape
     out = np.zeros((IMG_H, max(nw + 8, DIGIT_SIZE)), np.float32)
+    top, left = (IMG_H - nh) // 2, (out.shape[1] - nw) // 2
     if peak > 0:
-        top, left = (IMG_H - nh) // 2, (out.shape[1] - nw) // 2
         out[top : top + nh, left : left + nw] = np.clip(small / peak, 0.0, 1.0)
-    return out
+    sx, sy = w / nw, h / nh  # pixel centres: src = (dst + 0.5) * s - 0.5
+    unscale = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+    return out, shift(-pad, -pad) @ unscale @ shift(-left, -top)
 
 
 def mnist_stroke(x: np.ndarray, stroke: float, scale: float) -> np.ndarray:

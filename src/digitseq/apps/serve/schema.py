@@ -28,7 +28,7 @@ EXAMPLE_RESULT = {
     "digits": "40213",
     "confidence": 0.9871,
     "digit_confidences": [0.9991, 0.9962, 0.9987, 0.9945, 0.9983],
-    "spans": [[4, 23], [30, 51], [58, 79], [86, 107], [114, 135]],
+    "spans": [[212, 268], [291, 350], [377, 421], [452, 509], [538, 597]],
     "warning": None,
     "error": None,
 }
@@ -46,7 +46,8 @@ class ReadResult(BaseModel):
     )
     digit_confidences: list[float] | None = Field(description="one per digit")
     spans: list[list[int]] | None = Field(
-        None, description="each digit's [first, last] column in the model input (line readers)"
+        None,
+        description="each digit's [first, last] pixel column in the uploaded image (line readers)",
     )
     warning: str | None = Field(None, description="e.g. an unsure length-constrained reading")
     error: str | None = Field(description="why this file could not be read")

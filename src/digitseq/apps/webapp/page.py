@@ -343,9 +343,9 @@ def result_ui(entry: Entry, reading, predictor: Predictor, key: str) -> None:
             if entry.thumb is not None:
                 st.image(entry.thumb, caption="original")
             x = reading.input
-            if reading.spans is not None:
+            if reading.input_spans is not None:
                 st.image(
-                    spans_picture(x, reading.digits, reading.spans),
+                    spans_picture(x, reading.digits, reading.input_spans),
                     caption=f"model input, 28×{x.shape[1]}: each digit's columns boxed",
                 )
             else:
