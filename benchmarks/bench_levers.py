@@ -11,6 +11,7 @@ The last stdout line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -56,18 +57,40 @@ def read_sorted(model, lines: compose.Lines) -> list[str]:
 
 
 def read_string_ensemble(models, lines: compose.Lines) -> list[str]:
-    """Ensemble by string probabilities: each member's greedy reading is a candidate, and the
-    candidate with the highest mean probability over the members wins (CTC members trained
-    apart fire their spikes at different frames, so averaging frame posteriors fails)."""
-    per_model = [frame_logprobs(m, lines) for m in models]
+    """Ensemble by string probabilities over the members (see ``combine_strings``)."""
+    return combine_strings([frame_logprobs(m, lines) for m in models])
+
+
+def combine_strings(per_member: list[list[np.ndarray]]) -> list[str]:
+    """Each member's (a model's, or a view's) greedy reading is a candidate, and the candidate
+    with the highest mean probability over the members wins (CTC members trained apart fire
+    their spikes at different frames, so averaging frame posteriors fails)."""
     out = []
-    for lps in zip(*per_model, strict=True):
+    for lps in zip(*per_member, strict=True):
         cands = {ctc_decode.greedy(lp)[0] for lp in lps}
         score = {
             c: np.mean([np.exp(ctc_decode.string_logprob(lp, c)) for lp in lps]) for c in cands
         }
         out.append(max(score, key=score.get))
     return out
+
+
+def tta_views(lines: compose.Lines) -> list[compose.Lines]:
+    """Test-time augmentation: the lines as they are, one pixel higher and lower, with
+    slightly thicker strokes and slightly blurred (changes the training augmentation covers)."""
+    x = lines.images.astype(np.float32)
+    up, down = np.zeros_like(x), np.zeros_like(x)
+    up[:, :-1], down[:, 1:] = x[:, 1:], x[:, :-1]
+    thick = np.maximum(x, 0.6 * np.maximum(np.roll(x, 1, 2), np.roll(x, 1, 1)))
+    blur = (x + np.roll(x, 1, 2) + np.roll(x, -1, 2) + np.roll(x, 1, 1) + np.roll(x, -1, 1)) / 5
+    return [
+        dataclasses.replace(lines, images=np.clip(v, 0, 255).astype(np.uint8))
+        for v in (x, up, down, thick, blur)
+    ]
+
+
+def read_tta(model, lines: compose.Lines) -> list[str]:
+    return combine_strings([frame_logprobs(model, view) for view in tta_views(lines)])
 
 
 def score(read: list[str], truth: list[str]) -> dict:
@@ -83,6 +106,7 @@ def main() -> None:
     ap.add_argument(
         "--string-ensemble", action="store_true", help="also: the runs as one string-level ensemble"
     )
+    ap.add_argument("--tta", action="store_true", help="also: each run with test-time augmentation")
     args = ap.parse_args()
     torch.set_num_threads(2)
     m = mnist.load()
@@ -115,6 +139,9 @@ def main() -> None:
         params = sum(p.numel() for p in model.parameters())
         row = {"run": str(run), "arch": cfg["model"]["arch"], "parameters": params}
         measure(row, lambda lines, model=model: read_sorted(model, lines))
+        if args.tta:
+            tta = {**row, "run": f"{run} + TTA (5 views, string probabilities)"}
+            measure(tta, lambda lines, model=model: read_tta(model, lines))
     print(json.dumps(results))
 
 

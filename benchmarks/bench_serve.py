@@ -20,7 +20,6 @@ import io
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from procs import free_port, rss_mb
 
 from digitseq.core import files
 
@@ -58,19 +58,6 @@ def untrained_model(folder: Path) -> Path:
     config = {"model": checkpoint.model_config("multihead", {})}
     files.write_json(folder / "config.json", config)
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Server:
