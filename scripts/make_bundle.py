@@ -30,6 +30,12 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--name", default="digitseq-ctc")
     ap.add_argument("--hardware", default="1x NVIDIA H200 (lent GPU machine)")
+    ap.add_argument(
+        "--trained-with",
+        default="scripts/gpu_bundle.sh (digitseq train --preset bundle --device cuda)",
+        help="the command, for the model card",
+    )
+    ap.add_argument("--before", default="", help="for the card: what the run started from")
     ap.add_argument("--n5", type=int, default=10_000)
     ap.add_argument("--n-len", type=int, default=1000)
     args = ap.parse_args()
@@ -60,7 +66,8 @@ def main() -> None:
     cfg = json.loads((out / "config.json").read_text())
     cfg["test_metrics"] = report
     cfg["model_card"] = {
-        "trained_with": "scripts/gpu_bundle.sh (digitseq train --preset bundle --device cuda)",
+        "trained_with": args.trained_with,
+        "started_from": args.before,
         "hardware": args.hardware,
         "training_seconds": round(sum(r["seconds"] for r in history)),
         "epochs": len(history),
@@ -117,7 +124,7 @@ probable number of that length instead. Used by every command when no `--model` 
 | command | `{card["trained_with"]}` |
 | data | fresh numbers of 1-12 digits generated on the fly from MNIST training digits 0-49,999, layout `{tr["layout"]}` (seed / natural / touching digits, gaps down to -8 px), batches of one length padded to a multiple of {tr["pad_to"]} px; batch augmentation {json.dumps(tr["augment"])} |
 | model selection | best of {card["epochs"]} epochs on `val` (numbers from MNIST digits 50,000-59,999): epoch {card["best_epoch"]}, whole-number {pct(card["val_seq_acc"])}, 1 - CER {pct(card["val_digit_acc"])} |
-| training | {card["numbers_seen"]:,} numbers in {card["training_seconds"]} s on {card["hardware"]}, bf16 autocast, CTC loss in fp32, AdamW lr {tr["lr"]} with warm-up + cosine, EMA {tr["ema_decay"]} |
+| training | {card["numbers_seen"]:,} numbers in {card["training_seconds"]} s on {card["hardware"]}, bf16 autocast, CTC loss in fp32, AdamW lr {tr["lr"]} with warm-up + cosine, EMA {tr["ema_decay"]}{"; started from " + card["started_from"] if card.get("started_from") else ""} |
 | calibration | temperature {cfg["calibration"]["temperature"]} fitted on `val` (CTC NLL {cfg["calibration"]["val_nll_before"]:.4f} -> {cfg["calibration"]["val_nll_after"]:.4f}); the confidence of a reading is the calibrated probability of the whole string |
 | weights | `weights.pth`: {card["weights"]}; `config.json` rebuilds the model with no flags |
 

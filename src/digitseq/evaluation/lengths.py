@@ -96,8 +96,9 @@ def length_figure(rows: list[dict], title: str = "Whole-number accuracy per leng
     ax.set_xlabel("digits in the number")
     ax.set_ylabel("whole-number accuracy (%)")
     ax.set_xticks(lengths)
-    ax.set_title(f"{title}\n{rows[0]['layout']} layout, {rows[0]['n']:,} test numbers per length",
-                 fontsize=10)  # fmt: skip
+    lo, hi = min(r["n"] for r in rows), max(r["n"] for r in rows)
+    n = f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
+    ax.set_title(f"{title}\n{rows[0]['layout']} layout, {n} numbers per length", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

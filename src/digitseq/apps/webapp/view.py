@@ -21,7 +21,7 @@ from digitseq.reading import preprocess
 
 # A whole number below this is flagged "not sure": the threshold at which the bundled reader is
 # right 99.5% of the time on val numbers (models/digitseq-ctc/README.md, bench_accuracy.py).
-LOW_CONFIDENCE = 0.968
+LOW_CONFIDENCE = 0.954
 SHOW_W = 420  # display width of pictures, pixels
 KEEP_SIDE = preprocess.WORK_SIDE  # longest side of the gray copy a session keeps of an image
 MAX_DIGITS = 24  # the longest line the reader takes (preprocess.MAX_LINE_W / 28)
