@@ -98,3 +98,20 @@ def test_numbers_of_any_length_from_test_digits(tmp_path, mnist_data):
         assert label == "".join(str(int(mnist_data.test_labels[i])) for i in sources)
         with Image.open(out / name) as im:
             assert im.width > im.height or len(label) <= 2
+
+
+def test_a_lone_one_on_paper_is_read_not_refused(mnist_data):
+    """A single "1" fills most of its own tight box: it was refused as "far too much ink"
+    (12 of 300 MNIST test ones on paper); a bar far narrower than tall is now read."""
+    ones = np.flatnonzero(mnist_data.test_labels == 1)[:120]
+    rng, params = np.random.default_rng(0), realistic.RealisticParams()
+    images = [
+        np.asarray(realistic.render_number(mnist_data.test_images[[i]], rng, params).convert("L"))
+        for i in ones
+    ]
+    readings = Predictor.load().predict(images)
+    assert [r.error for r in readings if r.error] == []
+    assert sum(r.digits == "1" for r in readings) >= 0.95 * len(ones)
+    with pytest.raises(DigitseqError, match="far too much ink"):  # a square blob still is not
+        preprocess.preprocess(np.pad(np.zeros((60, 60), np.uint8), 40, constant_values=255),
+                              line=True)  # fmt: skip

@@ -282,7 +282,9 @@ def run(image, keep_steps: bool, line: bool = False):
         raise ImageError("blank image: no ink found (only specks or paper edges)")
     x = np.where(dilate(kept), x, 0.0).astype(np.float32)
     x, kept, cut = crop(x, kept)
-    if kept.mean() > (0.75 if line else 0.6):  # one bold digit may fill 60% of its own box
+    # One bold digit may fill 60% of its own box, and a lone "1" (a bar, far narrower than
+    # tall) all of it; anything else that is mostly ink is not a number on paper.
+    if kept.mean() > (0.75 if line else 0.6) and kept.shape[1] > 0.5 * kept.shape[0]:
         raise ImageError(f"far too much ink ({kept.mean():.0%} of the cropped number)")
     if keep_steps:
         steps.append(("ink found, specks and paper edges removed", picture(x)))
