@@ -201,3 +201,12 @@ def test_ctc_loss_refuses_labels_that_are_not_digits():
     bad[1, 11] = 255
     with pytest.raises(ValueError, match="digits 0-9"):
         ctc_loss(logits, bad, lengths, frames)
+
+
+@pytest.mark.parametrize("preset, layout", [("tiny", "touching"), ("ctc-tiny", "mix3")])
+def test_every_layout_can_be_trained_from_the_command_line(tmp_path, preset, layout):
+    out = tmp_path / "run"
+    argv = ["-q", "train", "--preset", preset, "--layout", layout, "--epochs", "1",
+            "--steps-per-epoch", "3", "--val-size", "64", "--out", str(out)]  # fmt: skip
+    assert main.main(argv) == 0
+    assert json.loads((out / "config.json").read_text())["train"]["layout"] == layout

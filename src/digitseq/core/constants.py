@@ -7,5 +7,6 @@ DIGIT_SIZE = 28  # MNIST digit side, pixels
 IMG_H = DIGIT_SIZE  # model input height
 IMG_W = DIGIT_SIZE * N_DIGITS  # fixed-length model input width (28 x 140)
 
-LAYOUTS = ("seed", "natural")
+# how digits are placed (data/compose.py): three single layouts and two mixes of them
+LAYOUTS = ("seed", "natural", "touching", "mixed", "mix3")
 SPLITS = ("train", "val", "test")

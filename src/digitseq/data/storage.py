@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitseq.core.constants import DIGIT_SIZE, IMG_H, IMG_W, N_DIGITS, SPLITS
+from digitseq.core.constants import DIGIT_SIZE, IMG_H, IMG_W, LAYOUTS, N_DIGITS, SPLITS
 from digitseq.core.errors import DigitseqError
 from digitseq.core.files import file_hash
 from digitseq.data import compose, mnist, target
@@ -52,7 +52,6 @@ ARRAYS = {  # version 1: name -> (dtype, trailing shape)
     "sources": (np.int32, (N_DIGITS,)),
     "layouts": (np.uint8, ()),
 }
-LAYOUTS = ("seed", "natural", "touching", "mixed", "mix3")
 FIXED_LAYOUTS = ("seed", "natural", "mixed")  # the layouts of version-1 datasets
 MAX_LENGTH = 64  # longest number a dataset may hold (a 28 x 1792 image)
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from digitseq.apps.cli.options import count
+from digitseq.core.constants import LAYOUTS
 
 
 def add_parser(sub) -> None:
@@ -13,7 +14,7 @@ def add_parser(sub) -> None:
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     p.add_argument(
         "--layout",
-        choices=["seed", "natural", "touching", "mixed", "mix3"],
+        choices=LAYOUTS,
         default="mixed",
         help="mixed = half seed, half natural; mix3 = seed 30%%, natural 40%%, touching 30%%",
     )

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from digitseq.apps.cli.options import positive_int
+from digitseq.core.constants import LAYOUTS
 from digitseq.core.errors import DigitseqError
 from digitseq.core.paths import runs_dir
 
@@ -49,7 +50,7 @@ def add_parser(sub) -> None:
         if kind == "bool":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif name == "layout":
-            p.add_argument(flag, choices=["seed", "natural", "mixed"], help=text)
+            p.add_argument(flag, choices=LAYOUTS, help=text)
         else:
             convert = {"int": positive_int, "float": float, "str": str, "str | None": str}[kind]
             if name in ("patience", "seed", "workers"):
