@@ -128,31 +128,23 @@ def fixed_batch(images: np.ndarray, digits: np.ndarray):
 
 
 def line_batch(lines: compose.Lines):
-    """A ``Lines`` batch in the common 4-tuple form (digit padding 255 -> 0: masked by lengths)."""
-    digits = lines.digits.astype(np.int64)
-    digits[digits > 9] = 0
-    return (
-        torch.from_numpy(np.ascontiguousarray(lines.images)),
-        torch.from_numpy(digits),
-        torch.from_numpy(lines.lengths.astype(np.int64)),
-        torch.from_numpy(lines.widths.astype(np.int64)),
-    )
+    """A ``Lines`` batch in the common 4-tuple form."""
+    return as_batch(lines.images, lines.digits, lines.lengths, lines.widths)
 
 
 def stored_batch(split: storage.Split, idx: np.ndarray, pad_to: int | None = None):
-    """Numbers ``idx`` (sorted) of a stored split of either format in the common 4-tuple form.
-    ``pad_to``: for line readers, the images are cut to the batch's widest number rounded up
-    to it (v2 splits are stored padded to the dataset's widest); None keeps the stored width."""
-    widths, lengths = split.widths[idx], split.lengths[idx]
-    full = split.images.shape[-1]
-    cut = full if pad_to is None else min(full, -(-int(widths.max()) // pad_to) * pad_to)
-    digits = split.labels[idx].astype(np.int64)
-    digits[digits > 9] = 0  # padding beyond each length: masked by lengths
-    images = np.array(split.images[idx, :, :cut], dtype=np.uint8)  # a copy of the memmap
-    if pad_to and cut % pad_to:  # a stored width that is not a multiple: pad with black
-        images = np.pad(images, ((0, 0), (0, 0), (0, pad_to - cut % pad_to)))
+    """Numbers ``idx`` (sorted) of a stored split of either format in the common 4-tuple form;
+    ``pad_to`` for line readers (``Split.cut_images``), None keeps the stored width."""
+    return as_batch(split.cut_images(idx, pad_to), split.labels[idx], split.lengths[idx],
+                    split.widths[idx])  # fmt: skip
+
+
+def as_batch(images, digits, lengths, widths):
+    """uint8 images, digits (padding 255 -> 0: masked by lengths), lengths, widths -> tensors."""
+    digits = digits.astype(np.int64)
+    digits[digits > 9] = 0
     return (
-        torch.from_numpy(images),
+        torch.from_numpy(np.ascontiguousarray(images)),
         torch.from_numpy(digits),
         torch.from_numpy(lengths.astype(np.int64)),
         torch.from_numpy(widths.astype(np.int64)),

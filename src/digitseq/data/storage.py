@@ -343,6 +343,19 @@ class Split:
         """A 5-digit 28x140 split (format version 1): what fixed-length readers take."""
         return self.version == FORMAT_VERSION
 
+    def cut_images(self, idx: np.ndarray, pad_to: int | None = None) -> np.ndarray:
+        """The images of numbers ``idx`` (sorted: memmap-friendly reads) as a copy; with
+        ``pad_to``, cut to the widest of them rounded up to it (stored images are padded to
+        the dataset's widest), black columns added when the stored width is not a multiple."""
+        full = self.images.shape[2]
+        if pad_to is None:
+            return np.array(self.images[idx], dtype=np.uint8)
+        cut = min(full, -(-int(self.widths[idx].max()) // pad_to) * pad_to)
+        images = np.array(self.images[idx, :, :cut], dtype=np.uint8)
+        if cut % pad_to:
+            images = np.pad(images, ((0, 0), (0, 0), (0, pad_to - cut % pad_to)))
+        return images
+
     def strings(self, start: int = 0, stop: int | None = None) -> list[str]:
         """The numbers [start, stop) as digit strings, leading zeros kept."""
         sl = slice(start, stop)

@@ -76,19 +76,17 @@ def make_report(
     model, cfg = checkpoint.load_model(run)
     folder = out if out is not None else summary.default_out(cfg, split, "report")
     if test.version == storage.LINES_VERSION:
-        lev = stored_lines.evaluate_lines(model, cfg, test, limit, batch_size, progress)
-        stored_lines.write_line_evaluation(lev, folder)
-        figs = model_figures(model, f"{lev.name} ({lev.info['arch']})", history)
+        ev = stored_lines.evaluate_lines(model, cfg, test, limit, batch_size, progress)
+        stored_lines.write_line_evaluation(ev, folder)
+        figs = model_figures(model, f"{ev.name} ({ev.info['arch']})", history)
         pngs = ["length_accuracy.png"] + summary.save_figures(figs, folder)
-        html_path = folder / "report.html"
-        page = render_html(lev, folder, pngs, history, length_tables(lev.metrics))
-        files.atomic_write_text(html_path, page)
-        return lev, html_path
-    ev = metrics.evaluate_model(model, cfg, test, limit, batch_size, progress)
-    pngs = summary.write_evaluation(ev, folder, run_figures(ev, history), title="Report")
+        tables = length_tables(ev.metrics)
+    else:
+        ev = metrics.evaluate_model(model, cfg, test, limit, batch_size, progress)
+        pngs = summary.write_evaluation(ev, folder, run_figures(ev, history), title="Report")
+        tables = metric_tables(ev.metrics)
     html_path = folder / "report.html"
-    page = render_html(ev, folder, pngs, history, metric_tables(ev.metrics))
-    files.atomic_write_text(html_path, page)
+    files.atomic_write_text(html_path, render_html(ev, folder, pngs, history, tables))
     return ev, html_path
 
 

@@ -63,23 +63,17 @@ def is_line_reader(cfg: dict) -> bool:
     ) == "ctc"
 
 
-def read_stored(model, images, widths: np.ndarray, batch_size: int = 256, progress=None):
-    """Read numbers stored padded to one width: sorted by width, each batch cropped to its
-    widest rounded up to PAD_TO (less work, few shapes), then put back in order.
-    Returns (readings (N,) str, confidences (N,))."""
-    n = len(widths)
+def read_stored(model, split: storage.Split, n: int, batch_size: int = 256, progress=None):
+    """Read the first n numbers of a split: sorted by width, each batch cut to its widest
+    rounded up to PAD_TO (``Split.cut_images``: less work, few shapes), then put back in
+    order. Returns (readings (N,) str, confidences (N,))."""
+    widths = np.asarray(split.widths[:n])
     order = np.argsort(widths, kind="stable")
     read: list[str] = [""] * n
     conf = np.zeros(n, np.float64)
-    full = images.shape[2]
     for start in range(0, n, batch_size):
-        rows = np.sort(order[start : start + batch_size])  # sorted: memmap-friendly reads
-        w = widths[rows]
-        crop = min(full, -(-int(w.max()) // PAD_TO) * PAD_TO)
-        batch = np.asarray(images[rows, :, :crop])
-        if crop % PAD_TO:  # a dataset width that is not a multiple: pad with black
-            batch = np.pad(batch, ((0, 0), (0, 0), (0, PAD_TO - crop % PAD_TO)))
-        r, c = read_lines(model, batch, w, batch_size)
+        rows = np.sort(order[start : start + batch_size])
+        r, c = read_lines(model, split.cut_images(rows, PAD_TO), widths[rows], batch_size)
         for i, j in enumerate(rows):
             read[j], conf[j] = r[i], c[i]
         if progress is not None:
@@ -138,9 +132,8 @@ def evaluate_lines(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.eval().to(device)
     t0 = time.perf_counter()
-    widths = np.asarray(split.widths[:n])
     with progress_bar(total=n, unit="seq", desc="evaluate", disable=not progress) as bar:
-        read, conf = read_stored(model, split.images, widths, batch_size, bar)
+        read, conf = read_stored(model, split, n, batch_size, bar)
     seconds = time.perf_counter() - t0
     model.cpu()
     truth = split.strings(0, n)
