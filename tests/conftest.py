@@ -108,3 +108,19 @@ def tiny_run(tmp_path_factory, mnist_data) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     assert main.main(["-q", "train", "--preset", "tiny", "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def ctc_reader(tmp_path_factory) -> Path:
+    """A real CTC line reader: the bundled model once it is one, else ctc-tiny (~1 min)."""
+    from digitseq.apps.cli import main
+    from digitseq.core.paths import bundled_model_dir
+    from digitseq.reading.predictor import Predictor
+
+    bundled = bundled_model_dir()
+    if (bundled / "config.json").is_file() and Predictor.load(bundled).kind == "ctc":
+        return bundled
+    out = tmp_path_factory.mktemp("runs") / "ctc-tiny"
+    args = ["-q", "train", "--preset", "ctc-tiny", "--epochs", "4", "--steps-per-epoch", "150"]
+    assert main.main([*args, "--out", str(out)]) == 0
+    return out

@@ -31,3 +31,14 @@ def run_python(code: str, *args: str, env: dict | None = None, python: str = sys
     return subprocess.run(
         [python, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120
     )
+
+
+def ink_boxes(patches):
+    """First/last ink row and column of each (..., 28, 28) patch (ink = any pixel > 0)."""
+    rows, cols = (patches > 0).any(-1), (patches > 0).any(-2)
+    return (
+        rows.argmax(-1),
+        rows.shape[-1] - 1 - rows[..., ::-1].argmax(-1),
+        cols.argmax(-1),
+        cols.shape[-1] - 1 - cols[..., ::-1].argmax(-1),
+    )

@@ -51,21 +51,11 @@ def png_of_number(mnist_data, number: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def reader(tmp_path_factory) -> Path:
+def reader(request) -> Path:
     """The model the app runs: a CTC line reader unless DIGITSEQ_MODEL says otherwise."""
-    from digitseq.apps.cli import main
-    from digitseq.core.paths import bundled_model_dir
-    from digitseq.reading.predictor import Predictor
-
     if os.environ.get("DIGITSEQ_MODEL"):
         return Path(os.environ["DIGITSEQ_MODEL"])
-    bundled = bundled_model_dir()
-    if (bundled / "config.json").is_file() and Predictor.load(bundled).kind == "ctc":
-        return bundled
-    out = tmp_path_factory.mktemp("runs") / "ctc-tiny"
-    args = ["-q", "train", "--preset", "ctc-tiny", "--epochs", "4", "--steps-per-epoch", "150"]
-    assert main.main([*args, "--out", str(out)]) == 0
-    return out
+    return request.getfixturevalue("ctc_reader")
 
 
 @pytest.fixture(scope="module")

@@ -160,19 +160,6 @@ def test_bad_lengths_are_one_line(tmp_path, capsys, value, words):
 
 
 @pytest.fixture(scope="module")
-def line_reader(tmp_path_factory) -> Path:
-    """The bundled model when it is a CTC line reader, else one trained with --preset ctc-tiny."""
-    from digitseq.core.paths import bundled_model_dir
-
-    bundled = bundled_model_dir()
-    if json.loads((bundled / "config.json").read_text())["model"].get("kind") == "ctc":
-        return bundled
-    out = tmp_path_factory.mktemp("runs") / "ctc-tiny"
-    assert main.main(["-q", "train", "--preset", "ctc-tiny", "--out", str(out)]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
 def lines_dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lines") / "ds"
     argv = ["-q", "generate", str(out), "--train", "400", "--val", "60", "--test", "120",
@@ -201,9 +188,9 @@ def test_generate_any_length_says_what_it_wrote(tmp_path, capsys):
     assert set(s.lengths.tolist()) <= {3, 4} and (s.layouts == 2).all()
 
 
-def test_evaluate_reports_accuracy_per_length(lines_dataset, line_reader, tmp_path, capsys):
+def test_evaluate_reports_accuracy_per_length(lines_dataset, ctc_reader, tmp_path, capsys):
     out = tmp_path / "eval"
-    code, stdout, err = run(capsys, "-q", "evaluate", str(line_reader), "--data",
+    code, stdout, err = run(capsys, "-q", "evaluate", str(ctc_reader), "--data",
                             str(lines_dataset), "--out", str(out))  # fmt: skip
     assert code == 0, err
     table = stdout.splitlines()
@@ -229,7 +216,7 @@ def test_evaluate_refuses_a_fixed_model_on_numbers_of_any_length(
     assert_one_line_error(code, err, "5-digit numbers only", "1-12 digits")
 
 
-def test_train_a_line_reader_on_a_stored_dataset_of_any_length(lines_dataset, tmp_path, capsys):
+def test_train_a_ctc_reader_on_a_stored_dataset_of_any_length(lines_dataset, tmp_path, capsys):
     out = tmp_path / "run"
     code, _, err = run(capsys, "-q", "train", "--preset", "ctc-tiny", "--data",
                        str(lines_dataset), "--epochs", "1", "--steps-per-epoch", "6",
@@ -265,9 +252,9 @@ def test_a_fixed_model_cannot_train_on_numbers_of_any_length(lines_dataset, caps
     assert_one_line_error(code, err, "5-digit numbers only", "1-12 digits", "--arch ctc")
 
 
-def test_report_on_numbers_of_any_length(lines_dataset, line_reader, tmp_path, capsys):
+def test_report_on_numbers_of_any_length(lines_dataset, ctc_reader, tmp_path, capsys):
     out = tmp_path / "report"
-    code, stdout, err = run(capsys, "-q", "report", str(line_reader), "--data",
+    code, stdout, err = run(capsys, "-q", "report", str(ctc_reader), "--data",
                             str(lines_dataset), "--out", str(out))  # fmt: skip
     assert code == 0, err
     assert any(line.startswith("12 ") for line in stdout.splitlines())  # the per-length table

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import ink_boxes
 
 from digitseq.data import compose, mnist
 
@@ -30,17 +31,6 @@ def pool(mnist_data):
 def hand_stitch(images: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """The original project's way: per sample, np.hstack of the five 28x28 digits."""
     return np.stack([np.hstack([images[j] for j in row]) for row in idx])
-
-
-def ink_boxes(patches: np.ndarray):
-    """First/last ink row and column of each (…, 28, 28) patch (ink = any pixel > 0)."""
-    rows, cols = (patches > 0).any(-1), (patches > 0).any(-2)
-    return (
-        rows.argmax(-1),
-        rows.shape[-1] - 1 - rows[..., ::-1].argmax(-1),
-        cols.argmax(-1),
-        cols.shape[-1] - 1 - cols[..., ::-1].argmax(-1),
-    )
 
 
 def test_seed_layout_is_a_byte_exact_stitch_of_the_drawn_digits(pool):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ink_boxes
 
 from digitseq.data import compose as lines
 
@@ -87,16 +88,6 @@ def mnist_test(mnist_data):
 @pytest.fixture(scope="session")
 def pool():
     return synthetic_pool()
-
-
-def ink_boxes(patches):
-    rows, cols = (patches > 0).any(-1), (patches > 0).any(-2)
-    return (
-        rows.argmax(-1),
-        rows.shape[-1] - 1 - rows[..., ::-1].argmax(-1),
-        cols.argmax(-1),
-        cols.shape[-1] - 1 - cols[..., ::-1].argmax(-1),
-    )
 
 
 # --- the old 5-digit output, byte for byte -------------------------------------------------------

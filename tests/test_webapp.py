@@ -78,22 +78,6 @@ def charts(at: AppTest) -> list[list[dict]]:
     ]
 
 
-@pytest.fixture(scope="session")
-def ctc_model(tmp_path_factory) -> Path:
-    """A real CTC line reader: the bundled model once it is one, else ctc-tiny (~1 min)."""
-    from digitseq.apps.cli import main
-    from digitseq.core.paths import bundled_model_dir
-    from digitseq.reading.predictor import Predictor
-
-    bundled = bundled_model_dir()
-    if (bundled / "config.json").is_file() and Predictor.load(bundled).kind == "ctc":
-        return bundled
-    out = tmp_path_factory.mktemp("runs") / "ctc-tiny"
-    args = ["-q", "train", "--preset", "ctc-tiny", "--epochs", "4", "--steps-per-epoch", "150"]
-    assert main.main([*args, "--out", str(out)]) == 0
-    return out
-
-
 def start(monkeypatch, tmp_path, model: Path) -> AppTest:
     monkeypatch.setenv("DIGITSEQ_MODEL", str(model))
     monkeypatch.setenv("DIGITSEQ_RUNS_DIR", str(tmp_path / "runs"))
@@ -110,8 +94,8 @@ def app(monkeypatch, tmp_path, random_model_dir):
 
 
 @pytest.fixture
-def ctc_app(monkeypatch, tmp_path, ctc_model):
-    return start(monkeypatch, tmp_path, ctc_model)
+def ctc_app(monkeypatch, tmp_path, ctc_reader):
+    return start(monkeypatch, tmp_path, ctc_reader)
 
 
 # --- mechanics (untrained 5-digit model) --------------------------------------------------------
