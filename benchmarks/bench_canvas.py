@@ -2,9 +2,10 @@
 
 The canvas exports opaque black strokes of one pen width on a transparent RGBA PNG (700x140
 here). Each MNIST *test* digit is upscaled to canvas size (70-100 px tall), thresholded, thinned
-to its centre line (Zhang-Suen) and redrawn as a uniform round stroke 8-20 px wide (one pen per
-number); the digits go left to right with gaps of 10-50% of their height and a little baseline
-jitter. 1-8 digits per number. The PNG bytes go through the normal predictor path (``Predictor
+to its centre line (Zhang-Suen) and redrawn as a uniform round stroke 8-20 px wide, one pen per
+number (``digitseq.data.drawn``, which also draws training digits from MNIST's train digits);
+the digits go left to right with gaps of 10-50% of their height and a little baseline jitter.
+1-8 digits per number. The PNG bytes go through the normal predictor path (``Predictor
 .predict``, as the app does). Prints whole-number accuracy per length and overall (target
 >= 97%); the last stdout line is one JSON object.
 
@@ -23,60 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from digitseq.data import drawn
+
 CANVAS_W, CANVAS_H = 700, 140
-
-
-def thin(mask: np.ndarray) -> np.ndarray:
-    """Zhang-Suen thinning of a boolean image -> its one-pixel centre lines."""
-    img = np.pad(mask.astype(np.uint8), 1)
-    while True:
-        changed = False
-        for step in (0, 1):
-            p = np.pad(img, 1)
-            n = [p[1:-1, 1:-1]]  # P1, then P2..P9 clockwise from north
-            for dy, dx in ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1)):
-                n.append(p[1 + dy : p.shape[0] - 1 + dy, 1 + dx : p.shape[1] - 1 + dx])
-            p2, p3, p4, p5, p6, p7, p8, p9 = n[1:]
-            b = sum(x.astype(np.int32) for x in n[1:])
-            seq = [p2, p3, p4, p5, p6, p7, p8, p9, p2]
-            a = sum(((seq[i] == 0) & (seq[i + 1] == 1)).astype(np.int32) for i in range(8))
-            if step == 0:
-                c = (p2 * p4 * p6 == 0) & (p4 * p6 * p8 == 0)
-            else:
-                c = (p2 * p4 * p8 == 0) & (p2 * p6 * p8 == 0)
-            drop = (img == 1) & (b >= 2) & (b <= 6) & (a == 1) & c
-            if drop.any():
-                img[drop] = 0
-                changed = True
-        if not changed:
-            return img[1:-1, 1:-1].astype(bool)
-
-
-def disk_dilate(mask: np.ndarray, diameter: int) -> np.ndarray:
-    """Dilate a boolean image by a disk: a round pen of ``diameter`` pixels."""
-    r = diameter / 2
-    out = np.zeros_like(mask)
-    ys, xs = np.nonzero(mask)
-    if not len(ys):
-        return out
-    k = int(np.ceil(r))
-    h, w = mask.shape
-    for dy in range(-k, k + 1):
-        for dx in range(-k, k + 1):
-            if dy * dy + dx * dx <= r * r:
-                out[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)] = True
-    return out
-
-
-def digit_skeleton(digit: np.ndarray, height: int) -> np.ndarray:
-    """A 28x28 MNIST digit -> the centre line of its ink at ``height`` px tall (boolean)."""
-    rows, cols = np.flatnonzero(digit.max(1) > 40), np.flatnonzero(digit.max(0) > 40)
-    crop = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    s = height / crop.shape[0]
-    size = (max(1, round(crop.shape[1] * s)), height)
-    big = np.asarray(Image.fromarray(np.pad(crop, 1)).resize(
-        (size[0] + 2 * round(s), size[1] + 2 * round(s)), Image.Resampling.BILINEAR))  # fmt: skip
-    return thin(big > 110)
 
 
 def draw_number(digits: np.ndarray, rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
@@ -85,7 +35,7 @@ def draw_number(digits: np.ndarray, rng: np.random.Generator) -> tuple[bytes, np
     height = int(rng.integers(70, 101))
     gaps = rng.uniform(0.10, 0.50, size=len(digits)) * height
     for _ in range(6):  # shrink until the number fits the canvas
-        skel = [digit_skeleton(d, height - pen) for d in digits]
+        skel = [drawn.digit_skeleton(d, height - pen) for d in digits]
         total = sum(s.shape[1] for s in skel) + gaps[1:].sum() + len(digits) * pen + 2 * pen
         if total <= CANVAS_W - 20:
             break
@@ -105,7 +55,7 @@ def draw_number(digits: np.ndarray, rng: np.random.Generator) -> tuple[bytes, np
         region = centre_line[top : top + s.shape[0], left : left + s.shape[1]]
         region |= s[: region.shape[0], : region.shape[1]]
         x += s.shape[1]
-    alpha = np.where(disk_dilate(centre_line, pen), 255, 0).astype(np.uint8)
+    alpha = np.where(drawn.pen(centre_line, pen), 255, 0).astype(np.uint8)
     rgba = np.zeros((CANVAS_H, CANVAS_W, 4), np.uint8)
     rgba[..., 3] = alpha  # opaque black strokes on transparent
     buf = io.BytesIO()

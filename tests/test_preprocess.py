@@ -13,8 +13,8 @@ from conftest import SEED_SAMPLES
 from PIL import Image, ImageDraw
 
 from digitseq.core.errors import DigitseqError
+from digitseq.data.mnist_style import stroke_width
 from digitseq.reading import preprocess as pp
-from digitseq.reading.ink import stroke_width
 
 SAMPLE = SEED_SAMPLES / "5.png"
 

@@ -131,13 +131,6 @@ def deskew(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return x3, m3, np.linalg.inv(np.vstack([rot, [0.0, 0.0, 1.0]])) @ back
 
 
-def stroke_width(mask: np.ndarray) -> float:
-    """Mean stroke width in pixels: area / half the boundary length (2A / E)."""
-    p = np.pad(mask, 1)
-    edges = np.count_nonzero(p[:, 1:] != p[:, :-1]) + np.count_nonzero(p[1:] != p[:-1])
-    return 2.0 * np.count_nonzero(mask) / max(edges, 1)
-
-
 def split_digits(mask: np.ndarray, n: int) -> list[tuple[int, int]]:
     """Column ranges of the n digits: ink groups between empty columns, specks dropped, the
     closest groups merged, the widest split at its thinnest column until there are n."""

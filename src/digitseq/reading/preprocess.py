@@ -12,12 +12,12 @@ import io
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from digitseq.core.constants import DIGIT_SIZE, IMG_H, IMG_W, N_DIGITS
 from digitseq.core.errors import DigitseqError, one_line
+from digitseq.data.mnist_style import digit_cell, mnist_stroke, resized, stroke_width
 from digitseq.reading.ink import (
     MIN_CONTRAST,
     clean_mask,
@@ -29,20 +29,15 @@ from digitseq.reading.ink import (
     shift,
     split_digits,
     stretch,
-    stroke_width,
     to_white_on_black,
 )
 
 MAX_PIXELS = 50_000_000  # header check before decoding: a 48-MP phone photo fits, a bomb does not
 MAX_BYTES = 64 * 1024 * 1024
 WORK_SIDE = 1200  # longest side the ink is searched at; bigger images are reduced first
-BOX = 20  # MNIST: each digit fits a 20x20 box inside its 28x28 cell
 MAX_INK = 0.45  # fraction of the image; more than that is not a number on paper
 FAINT_INK = 0.7  # lines: faint pixels joined to ink, above this fraction of Otsu (chosen on val)
 MAX_LINE_W = 28 * 24  # widest line handed to the CTC reader (24 digit widths)
-STROKE_MIN, STROKE_MAX = 1.8, 2.0  # stroke width (2A/E of the ink mask) at 28-px scale: MNIST
-# ~1.6-3.3 px (5-95%); thicker strokes are eroded to 2.0 (chosen on val canvas drawings)
-RESIZE = cv2.INTER_AREA
 BOMB = (
     f"image too large: its header claims over {2 * Image.MAX_IMAGE_PIXELS // 10**6} megapixels "
     f"(limit {MAX_PIXELS // 10**6}; a decompression bomb?)"
@@ -351,33 +346,6 @@ def line_input(x: np.ndarray, mask: np.ndarray, stroke: float) -> tuple[np.ndarr
     return out, shift(-pad, -pad) @ unscale @ shift(-left, -top)
 
 
-def mnist_stroke(x: np.ndarray, stroke: float, scale: float) -> np.ndarray:
-    """Keep the stroke within MNIST's range once scaled by ``scale``: a thin pen on a big
-    drawing would shrink to a faint hairline, a marker to a blob (dilate or erode first, with a
-    round pen)."""
-    final = stroke * scale
-    if final < STROKE_MIN:
-        r = int(np.ceil((STROKE_MIN / scale - stroke) / 2))
-        return cv2.dilate(np.pad(x, r), disk(r))
-    if final > STROKE_MAX:
-        r = int((stroke - STROKE_MAX / scale) / 2)
-        if r >= 1:
-            thin = cv2.erode(x, disk(r))
-            return thin if thin.max() > 0.5 else x
-    return x
-
-
-def disk(r: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-
-
-def resized(x: np.ndarray, h: int, w: int) -> tuple[np.ndarray, float]:
-    """(x resized to at least 1x1 with Lanczos, negatives clipped; its peak value)."""
-    small = cv2.resize(x, (max(1, w), max(1, h)), interpolation=RESIZE)
-    small = np.clip(small, 0.0, None)
-    return small, float(small.max())
-
-
 def check_ink_amount(mask: np.ndarray, contrast: float) -> None:
     if contrast < MIN_CONTRAST or not mask.any():
         raise ImageError("blank image: no ink found")
@@ -385,32 +353,6 @@ def check_ink_amount(mask: np.ndarray, contrast: float) -> None:
         raise ImageError(
             f"far too much ink ({mask.mean():.0%} of the image): expected a number on plain paper"
         )
-
-
-def digit_cell(x: np.ndarray, mask: np.ndarray, stroke: float) -> np.ndarray:
-    """One digit's slice of the line -> a 28x28 MNIST-style cell (20x20 box, centred by mass)."""
-    cell = np.zeros((DIGIT_SIZE, DIGIT_SIZE), np.float32)
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return cell
-    patch = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    h, w = patch.shape
-    scale = BOX / max(h, w)
-    patch = mnist_stroke(patch, stroke, scale)
-    h, w = patch.shape
-    scale = BOX / max(h, w)
-    small, peak = resized(patch, round(h * scale), round(w * scale))
-    nh, nw = small.shape
-    if peak <= 0:
-        return cell
-    small = np.clip(small / peak, 0.0, 1.0)
-    ys, xs = np.indices(small.shape)
-    total = small.sum()
-    cy, cx = (ys * small).sum() / total, (xs * small).sum() / total
-    top = int(np.clip(round(DIGIT_SIZE / 2 - cy), 0, DIGIT_SIZE - nh))
-    left = int(np.clip(round(DIGIT_SIZE / 2 - cx), 0, DIGIT_SIZE - nw))
-    cell[top : top + nh, left : left + nw] = small
-    return cell
 
 
 def picture(x: np.ndarray, max_side: int = 800) -> np.ndarray:

@@ -34,6 +34,7 @@ class TrainConfig:
     lengths: tuple[int, int] = (5, 5)  # digits per training number, drawn uniformly (ctc only)
     pad_to: int = 32  # line widths rounded up to this (few shapes: oneDNN builds one per shape)
     data: str | None = None  # a stored dataset folder instead of on-the-fly numbers
+    p_drawn: float = 0.0  # share of on-the-fly digits redrawn with one round pen (data.drawn)
     epochs: int = 12
     steps_per_epoch: int = 500
     batch_size: int = 128
@@ -152,3 +153,5 @@ PRESETS["bundle-finetune"] = replace(
     workers=1,
     augment=replace(PRESETS["bundle"].augment, p_marker=0.15),
 )
+# a second fine-tune (from the first): a fifth of the digits drawn as the app's canvas draws them
+PRESETS["bundle-finetune-drawn"] = replace(PRESETS["bundle-finetune"], epochs=20, p_drawn=0.2)

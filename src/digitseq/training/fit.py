@@ -15,13 +15,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from digitseq.core import files
 from digitseq.core.constants import IMG_W, N_DIGITS
 from digitseq.core.errors import DigitseqError
-from digitseq.data import loaders, mnist, storage
+from digitseq.data import drawn, loaders, mnist, storage
 from digitseq.models import checkpoint, registry
 from digitseq.models.devices import cpu_has_bf16, setup_distributed
 from digitseq.training.calibration import calibrate_run
@@ -68,6 +69,8 @@ class Run:
 
 def build_data(cfg: TrainConfig, rank: int, world: int, mnist_dir):
     """(training batches, val batches) from on-the-fly numbers or a stored 5-digit dataset."""
+    if not 0 <= cfg.p_drawn < 1 or (cfg.data and cfg.p_drawn):
+        raise DigitseqError(f"p_drawn must be in [0, 1) with on-the-fly numbers, not {cfg.p_drawn}")
     if cfg.data:
         train = storage.load_split(Path(cfg.data), "train")
         val = storage.load_split(Path(cfg.data), "val")
@@ -85,6 +88,11 @@ def build_data(cfg: TrainConfig, rank: int, world: int, mnist_dir):
         return batches, loaders.split_batches(val, cfg.val_size, pad_to=pad)
     m = mnist.load(mnist_dir)
     timg, tlab, _ = mnist.split_pool(m, "train")
+    if cfg.p_drawn > 0:  # train digits redrawn with a round pen join the pool (not val's)
+        n = round(len(timg) * cfg.p_drawn / (1 - cfg.p_drawn))
+        cells, idx = drawn.drawn_pool(timg, n, np.random.default_rng([cfg.seed, 17]))
+        timg, tlab = np.concatenate([timg, cells]), np.concatenate([tlab, tlab[idx]])
+        log.info("%d train digits redrawn with a round pen (p_drawn %.2f)", len(idx), cfg.p_drawn)
     vpool, vlabels, _ = mnist.split_pool(m, "val")
     if registry.kind(cfg.arch) == "ctc":
         batches = loaders.LineBatches(
