@@ -3,7 +3,7 @@ candidate run (or ensemble) reads the same numbers built from MNIST val digits (
 and from MNIST test digits: 1-12 digits in the training mix, and 5-digit seed / natural /
 touching numbers. Selection uses the val columns only.
 
-    .venv/bin/python benchmarks/bench_levers.py RUN [RUN ...] [--n 5000] [--tta]
+    .venv/bin/python benchmarks/bench_levers.py RUN [RUN ...] [--n 5000] [--tta] [--soup]
 
 The last stdout line is one JSON object.
 """
@@ -11,6 +11,7 @@ The last stdout line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import time
@@ -93,6 +94,19 @@ def read_tta(model, lines: compose.Lines) -> list[str]:
     return combine_strings([frame_logprobs(model, view) for view in tta_views(lines)])
 
 
+def average_weights(models: list[torch.nn.Module]) -> torch.nn.Module:
+    """One model whose floating-point weights and buffers are the members' mean (a "soup": the
+    members must share an architecture and a starting point, e.g. a run and its fine-tune)."""
+    members = [checkpoint.unwrap(m) for m in models]
+    soup = copy.deepcopy(members[0])
+    states = [m.state_dict() for m in members]
+    soup.load_state_dict({
+        k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v
+        for k, v in states[0].items()
+    })  # fmt: skip
+    return soup.eval()
+
+
 def score(read: list[str], truth: list[str]) -> dict:
     right = np.mean([a == b for a, b in zip(read, truth, strict=True)])
     errors = sum(ctc_decode.edit_distance(a, b) for a, b in zip(read, truth, strict=True))
@@ -107,6 +121,9 @@ def main() -> None:
         "--string-ensemble", action="store_true", help="also: the runs as one string-level ensemble"
     )
     ap.add_argument("--tta", action="store_true", help="also: each run with test-time augmentation")
+    ap.add_argument(
+        "--soup", action="store_true", help="also: the runs' weights averaged (one architecture)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
     m = mnist.load()
@@ -134,6 +151,10 @@ def main() -> None:
         measure(
             {"run": name, "arch": "ensemble"}, lambda lines: read_string_ensemble(models, lines)
         )
+    if args.soup:
+        soup = average_weights([checkpoint.load_model(run)[0] for run in args.runs])
+        name = "weights averaged: " + ", ".join(map(str, args.runs))
+        measure({"run": name, "arch": "soup"}, lambda lines: read_sorted(soup, lines))
     for run in args.runs:
         model, cfg = checkpoint.load_model(run)
         params = sum(p.numel() for p in model.parameters())

@@ -83,6 +83,15 @@ def main() -> None:
     print(f"bundled model written to {out}")
 
 
+def drawn_note(tr: dict) -> str:
+    p = tr.get("p_drawn", 0.0)
+    if not p:
+        return ""
+    return (f"; {p:.0%} of the training digits redrawn with one round pen "
+            "(`digitseq.data.drawn`: their centre line, a pen 8-35% of the digit's height, "
+            "brought back to MNIST's stroke range as preprocessing does)")  # fmt: skip
+
+
 def pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
@@ -122,7 +131,7 @@ probable number of that length instead. Used by every command when no `--model` 
 |---|---|
 | architecture | `ctc` {json.dumps(hp)} ({cfg["parameters"]:,} parameters) |
 | command | `{card["trained_with"]}` |
-| data | fresh numbers of 1-12 digits generated on the fly from MNIST training digits 0-49,999, layout `{tr["layout"]}` (seed / natural / touching digits, gaps down to -8 px), batches of one length padded to a multiple of {tr["pad_to"]} px; batch augmentation {json.dumps(tr["augment"])} |
+| data | fresh numbers of 1-12 digits generated on the fly from MNIST training digits 0-49,999, layout `{tr["layout"]}` (seed / natural / touching digits, gaps down to -8 px), batches of one length padded to a multiple of {tr["pad_to"]} px{drawn_note(tr)}; batch augmentation {json.dumps(tr["augment"])} |
 | model selection | best of {card["epochs"]} epochs on `val` (numbers from MNIST digits 50,000-59,999): epoch {card["best_epoch"]}, whole-number {pct(card["val_seq_acc"])}, 1 - CER {pct(card["val_digit_acc"])} |
 | training | {card["numbers_seen"]:,} numbers in {card["training_seconds"]} s on {card["hardware"]}, bf16 autocast, CTC loss in fp32, AdamW lr {tr["lr"]} with warm-up + cosine, EMA {tr["ema_decay"]}{"; started from " + card["started_from"] if card.get("started_from") else ""} |
 | calibration | temperature {cfg["calibration"]["temperature"]} fitted on `val` (CTC NLL {cfg["calibration"]["val_nll_before"]:.4f} -> {cfg["calibration"]["val_nll_after"]:.4f}); the confidence of a reading is the calibrated probability of the whole string |
