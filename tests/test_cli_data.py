@@ -261,3 +261,26 @@ def test_report_on_numbers_of_any_length(lines_dataset, ctc_reader, tmp_path, ca
     page = (out / "report.html").read_text()
     assert "Whole-number accuracy per length" in page and "data:image/png;base64," in page
     assert "<td>12</td>" in page and (out / "length_accuracy.png").stat().st_size > 1000
+
+
+def test_report_names_the_mnist_test_digits_of_each_error(lines_dataset, random_ctc_dir, tmp_path,
+                                                          capsys):  # fmt: skip
+    out = tmp_path / "report"
+    code, _, err = run(capsys, "-q", "report", str(random_ctc_dir), "--data",
+                       str(lines_dataset), "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    errors = json.loads((out / "metrics.json").read_text())["worst_errors"]
+    assert errors  # an untrained reader misreads
+    test = storage.load_split(lines_dataset, "test")
+    m = mnist.load()
+    for e in errors:
+        src = test.sources[e["index"]][: len(e["true"])]
+        assert set(e["mnist"]) <= set(src.tolist()) and e["mnist"]
+        # each index names the MNIST test digit that is in the number, with its label
+        true = [int(c) for c in e["true"]]
+        assert all(m.test_labels[v] == true[list(src).index(v)] for v in e["mnist"])
+    page = (out / "report.html").read_text()
+    assert "MNIST test index" in page
+    assert f"<td>{' '.join(map(str, errors[0]['mnist']))}</td>" in page
+    assert (out / "worst_errors.png").stat().st_size > 1000
+    assert "MNIST test index" in (out / "report.md").read_text()

@@ -30,7 +30,8 @@ def digits(*numbers: str) -> np.ndarray:
 def test_one_wrong_digit_in_three_sequences():
     labels = digits("01234", "56789", "11111")
     pred = digits("01234", "56789", "11171")
-    m = metrics.compute_metrics(one_hot_probs(pred), labels, np.array([0, 0, 1]))
+    sources = np.arange(15).reshape(3, 5) + 9000  # MNIST index of each digit
+    m = metrics.compute_metrics(one_hot_probs(pred), labels, np.array([0, 0, 1]), sources)
     o = m["overall"]
     assert o["seq_acc"] == pytest.approx(2 / 3)
     assert o["digit_acc"] == pytest.approx(14 / 15)
@@ -43,8 +44,10 @@ def test_one_wrong_digit_in_three_sequences():
     assert o["class_acc"][1] == pytest.approx(5 / 6) and o["class_acc"][0] == 1.0
     assert o["class_count"][1] == 6
     assert o["worst_errors"] == [
-        {"index": 2, "true": "11111", "pred": "11171", "confidence": 1.0, "wrong_positions": [3]}
-    ]
+        {"index": 2, "true": "11111", "pred": "11171", "confidence": 1.0, "wrong_positions": [3],
+         "mnist": [9013]}  # the misread digit: MNIST index 9013
+    ]  # fmt: skip
+    assert metrics.mnist_ids(o["worst_errors"][0]) == "9013"
     # per layout: the two seed numbers are right, the natural one is wrong
     assert m["layouts"]["seed"]["seq_acc"] == 1.0 and m["layouts"]["seed"]["n"] == 2
     assert m["layouts"]["natural"]["seq_acc"] == 0.0

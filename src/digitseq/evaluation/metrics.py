@@ -17,7 +17,7 @@ import numpy as np
 from digitseq.core import paths
 from digitseq.core.constants import IMG_H, IMG_W, N_DIGITS
 from digitseq.core.errors import DigitseqError
-from digitseq.data import storage
+from digitseq.data import mnist, storage
 from digitseq.data.compose import LAYOUT_IDS
 from digitseq.models import checkpoint
 from digitseq.models.fixed_decode import sequence_confidence
@@ -116,27 +116,34 @@ def ctc_position_probs(logits: np.ndarray) -> np.ndarray:
 
 
 def compute_metrics(
-    probs: np.ndarray, labels: np.ndarray, layouts: np.ndarray | None = None
+    probs: np.ndarray,
+    labels: np.ndarray,
+    layouts: np.ndarray | None = None,
+    sources: np.ndarray | None = None,
 ) -> dict:
     """{"n", "overall": group metrics, "layouts": {"seed": ..., "natural": ...}} (layouts that
-    occur only); indices in the worst-error lists are row numbers in the given arrays."""
+    occur only); indices in the worst-error lists are row numbers in the given arrays, and
+    with ``sources`` (N, 5) each error names the MNIST indices of its misread digits."""
     probs, labels = np.asarray(probs), np.asarray(labels).astype(np.int64)
     if probs.ndim != 3 or probs.shape[1:] != (N_DIGITS, 10) or len(probs) != len(labels):
         raise ValueError(f"probs must be (N, 5, 10) matching labels (N, 5); got {probs.shape}")
     if len(labels) == 0:
         raise ValueError("nothing to evaluate: no sequences")
     index = np.arange(len(labels))
-    out = {"n": len(labels), "overall": group_metrics(probs, labels, index), "layouts": {}}
+    src = np.full(labels.shape, -1) if sources is None else np.asarray(sources)
+    out = {"n": len(labels), "overall": group_metrics(probs, labels, index, src), "layouts": {}}
     if layouts is not None:
         layouts = np.asarray(layouts)
         for name, lid in LAYOUT_IDS.items():
             mask = layouts == lid
             if mask.any():
-                out["layouts"][name] = group_metrics(probs[mask], labels[mask], index[mask])
+                out["layouts"][name] = group_metrics(
+                    probs[mask], labels[mask], index[mask], src[mask]
+                )
     return out
 
 
-def group_metrics(probs: np.ndarray, labels: np.ndarray, index: np.ndarray) -> dict:
+def group_metrics(probs: np.ndarray, labels: np.ndarray, index: np.ndarray, sources) -> dict:
     pred = probs.argmax(-1)  # (N, 5)
     hit = pred == labels  # (N, 5)
     seq_hit = hit.all(1)  # (N,)
@@ -164,7 +171,7 @@ def group_metrics(probs: np.ndarray, labels: np.ndarray, index: np.ndarray) -> d
         "accuracy_at_coverage": {
             str(c): coverage["accuracy"][COVERAGES.index(c)] for c in REPORTED_COVERAGES
         },
-        "worst_errors": worst_errors(pred, labels, conf, seq_hit, index),
+        "worst_errors": worst_errors(pred, labels, conf, seq_hit, index, sources),
     }
 
 
@@ -210,8 +217,9 @@ def coverage_curve(conf: np.ndarray, correct: np.ndarray) -> dict:
     return {"coverage": list(COVERAGES), "accuracy": acc, "threshold": thr}
 
 
-def worst_errors(pred, labels, conf, seq_hit, index, k: int = N_WORST) -> list[dict]:
-    """The most confident wrong readings first."""
+def worst_errors(pred, labels, conf, seq_hit, index, sources, k: int = N_WORST) -> list[dict]:
+    """The most confident wrong readings first, with the MNIST indices of the misread digits
+    (``mnist``; -1 where unknown)."""
     wrong = np.flatnonzero(~seq_hit)
     wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:k]
     return [
@@ -221,12 +229,24 @@ def worst_errors(pred, labels, conf, seq_hit, index, k: int = N_WORST) -> list[d
             "pred": "".join(map(str, pred[i])),
             "confidence": float(conf[i]),
             "wrong_positions": np.flatnonzero(pred[i] != labels[i]).tolist(),
+            "mnist": [int(sources[i, p]) for p in np.flatnonzero(pred[i] != labels[i])],
         }
         for i in wrong
     ]
 
 
 # --- running a model on a dataset ----------------------------------------------------------------
+
+
+def mnist_file(split_name: str) -> str:
+    """Which MNIST file a split's ``sources`` index: "train" (train, val) or "test"."""
+    return mnist.SPLIT_SOURCES.get(split_name, ("test",))[0]
+
+
+def mnist_ids(error: dict) -> str:
+    """An error's misread MNIST digits as text ("-" where unknown)."""
+    ids = [str(v) for v in error.get("mnist", []) if v >= 0]
+    return " ".join(ids) or "-"
 
 
 def open_split(data: Path | None, split: str = "test") -> storage.Split:
@@ -296,7 +316,7 @@ def evaluate_model(
         probs=probs,
         labels=labels,
         layouts=layouts,
-        metrics=compute_metrics(probs, labels, layouts),
+        metrics=compute_metrics(probs, labels, layouts, split.sources[: len(labels)]),
         seconds=seconds,
         model=model,
     )

@@ -156,17 +156,22 @@ def confidence_histogram(confidence, correct) -> Figure:
     return fig
 
 
-def error_gallery(images, errors: list[dict], cols: int = 3, title: str = "") -> Figure:
-    """The given errors (dicts with index, true, pred, confidence) with their images."""
+def error_gallery(
+    images, errors: list[dict], cols: int = 3, title: str = "", mnist_file: str = "test"
+) -> Figure:
+    """The given errors (dicts with index, true, pred, confidence and the MNIST indices of
+    the misread digits, ``mnist``, indexing MNIST's ``mnist_file`` file) with their images."""
     if not errors:
         return message_figure("no errors to show")
     rows = -(-len(errors) // cols)
-    fig = Figure(figsize=(3.4 * cols, 1.05 * rows + 0.4))
+    fig = Figure(figsize=(3.4 * cols, 1.3 * rows + 0.4))
     for k, e in enumerate(errors):
         ax = fig.add_subplot(rows, cols, k + 1)
         ax.imshow(np.asarray(images[e["index"]]), cmap="gray", vmin=0, vmax=255)
+        ids = [str(v) for v in e.get("mnist", []) if v >= 0]
+        src = f"\nMNIST {mnist_file} {' '.join(ids)}" if ids else ""
         ax.set_title(
-            f"#{e['index']} true {e['true']} read {e['pred']} ({e['confidence']:.2f})",
+            f"#{e['index']} true {e['true']} read {e['pred']} ({e['confidence']:.2f}){src}",
             fontsize=7,
             color="#b22222",
         )

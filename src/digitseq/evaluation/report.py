@@ -79,12 +79,15 @@ def make_report(
         ev = stored_lines.evaluate_lines(model, cfg, test, limit, batch_size, progress)
         stored_lines.write_line_evaluation(ev, folder)
         figs = model_figures(model, f"{ev.name} ({ev.info['arch']})", history)
+        figs["worst_errors.png"] = plots.error_gallery(
+            test.images, ev.metrics["worst_errors"], 2, mnist_file=metrics.mnist_file(test.name)
+        )
         pngs = ["length_accuracy.png"] + summary.save_figures(figs, folder)
-        tables = length_tables(ev.metrics)
+        tables = length_tables(ev.metrics, test.name)
     else:
         ev = metrics.evaluate_model(model, cfg, test, limit, batch_size, progress)
         pngs = summary.write_evaluation(ev, folder, run_figures(ev, history), title="Report")
-        tables = metric_tables(ev.metrics)
+        tables = metric_tables(ev.metrics, test.name)
     html_path = folder / "report.html"
     files.atomic_write_text(html_path, render_html(ev, folder, pngs, history, tables))
     return ev, html_path
@@ -124,7 +127,7 @@ def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def metric_tables(m: dict) -> str:
+def metric_tables(m: dict, split_name: str = "test") -> str:
     pct, gs = summary.pct, summary.groups(m)
     cov = [str(c) for c in metrics.REPORTED_COVERAGES]
     summary_table = table(
@@ -153,7 +156,14 @@ def metric_tables(m: dict) -> str:
         [[name] + [pct(a) for a in g["class_acc"]] for name, g in gs],
     )
     worst = table(
-        ["#", "true", "read", "confidence", "wrong positions"],
+        [
+            "#",
+            "true",
+            "read",
+            "confidence",
+            "wrong positions",
+            f"MNIST {metrics.mnist_file(split_name)} index",
+        ],  # fmt: skip
         [
             [
                 e["index"],
@@ -161,6 +171,7 @@ def metric_tables(m: dict) -> str:
                 e["pred"],
                 f"{e['confidence']:.3f}",
                 " ".join(str(p + 1) for p in e["wrong_positions"]),
+                metrics.mnist_ids(e),
             ]
             for e in m["overall"]["worst_errors"]
         ],
@@ -171,7 +182,7 @@ def metric_tables(m: dict) -> str:
     )
 
 
-def length_tables(m: dict) -> str:
+def length_tables(m: dict, split_name: str = "test") -> str:
     """The per-length, per-layout and most-confident-error tables of an any-length split."""
     head = ["digits", "n", "whole-number", "CER", "wrong length", "ECE"]
 
@@ -186,9 +197,10 @@ def length_tables(m: dict) -> str:
         [row(k, r) for k, r in m["layouts"].items()] + [row("all", m["overall"])],
     )
     worst = table(
-        ["#", "true", "read", "confidence"],
-        [[e["index"], e["true"], e["pred"], f"{e['confidence']:.3f}"] for e in m["worst_errors"]],
-    )
+        ["#", "true", "read", "confidence", f"MNIST {metrics.mnist_file(split_name)} index"],
+        [[e["index"], e["true"], e["pred"], f"{e['confidence']:.3f}", metrics.mnist_ids(e)]
+         for e in m["worst_errors"]],
+    )  # fmt: skip
     return (
         f"<h2>Whole-number accuracy per length</h2>{lengths}<h3>Per layout</h3>{layouts}"
         f"<h3>Most confident errors</h3>{worst}"

@@ -20,7 +20,13 @@ from digitseq.core.errors import DigitseqError
 from digitseq.data import storage
 from digitseq.data.compose import LAYOUT_IDS
 from digitseq.evaluation.lengths import length_figure, length_row, read_lines, table_markdown
-from digitseq.evaluation.metrics import model_name, model_summary, open_split
+from digitseq.evaluation.metrics import (
+    mnist_file,
+    mnist_ids,
+    model_name,
+    model_summary,
+    open_split,
+)
 
 PAD_TO = 32  # batches are cropped to their widest number rounded up to this (few shapes)
 N_WORST = 24
@@ -81,8 +87,10 @@ def read_stored(model, split: storage.Split, n: int, batch_size: int = 256, prog
     return read, conf
 
 
-def line_metrics(read, truth, conf, lengths, layouts) -> dict:
-    """{"n", "overall", "lengths": [row per length], "layouts": {name: row}, "worst_errors"}."""
+def line_metrics(read, truth, conf, lengths, layouts, sources=None) -> dict:
+    """{"n", "overall", "lengths": [row per length], "layouts": {name: row}, "worst_errors"};
+    with ``sources`` (N, Lmax) each error names the MNIST indices of its misread digits (of all
+    its digits when the reading has another length)."""
     lengths, layouts = np.asarray(lengths), np.asarray(layouts)
     read_a, truth_a = np.array(read, object), np.array(truth, object)
 
@@ -102,10 +110,27 @@ def line_metrics(read, truth, conf, lengths, layouts) -> dict:
             names[int(v)]: row(layouts == v, "all", names[int(v)]) for v in np.unique(layouts)
         },  # fmt: skip
         "worst_errors": [
-            {"index": int(i), "true": truth[i], "pred": read[i], "confidence": float(conf[i])}
+            {
+                "index": int(i),
+                "true": truth[i],
+                "pred": read[i],
+                "confidence": float(conf[i]),
+                "mnist": misread_sources(truth[i], read[i], sources, i),
+            }
             for i in wrong
-        ],
+        ],  # fmt: skip
     }
+
+
+def misread_sources(truth: str, read: str, sources, i: int) -> list[int]:
+    """MNIST indices of the digits misread in number ``i``: those at the positions that differ,
+    or all of its digits when the reading has another length ([] without sources)."""
+    if sources is None:
+        return []
+    src = [int(v) for v in sources[i][: len(truth)]]
+    if len(read) != len(truth):
+        return src
+    return [v for v, t, r in zip(src, truth, read, strict=True) if t != r]
 
 
 def evaluate_lines(
@@ -145,7 +170,9 @@ def evaluate_lines(
         read=read,
         truth=truth,
         confidence=conf,
-        metrics=line_metrics(read, truth, conf, split.lengths[:n], split.layouts[:n]),
+        metrics=line_metrics(
+            read, truth, conf, split.lengths[:n], split.layouts[:n], split.sources[:n]
+        ),
         seconds=seconds,
     )
 
@@ -186,7 +213,7 @@ def write_line_evaluation(ev: LineEvaluation, folder: Path) -> None:
                folder / "length_accuracy.png")  # fmt: skip
     layouts = [{**r, "length": name} for name, r in m["layouts"].items()] + [m["overall"]]
     errors = "".join(
-        f"| {e['index']} | {e['true']} | {e['pred']} | {e['confidence']:.4f} |\n"
+        f"| {e['index']} | {e['true']} | {e['pred']} | {e['confidence']:.4f} | {mnist_ids(e)} |\n"
         for e in m["worst_errors"]
     )
     text = [
@@ -204,7 +231,8 @@ def write_line_evaluation(ev: LineEvaluation, folder: Path) -> None:
         table_markdown(layouts),
         "## Most confident errors",
         "",
-        "| index | true | read | confidence |\n|---:|---:|---:|---:|\n" + errors,
+        f"| index | true | read | confidence | MNIST {mnist_file(ev.split.name)} index |\n"
+        "|---:|---:|---:|---:|---:|\n" + errors,
         "![accuracy per length](length_accuracy.png)",
         "",
     ]

@@ -12,7 +12,7 @@ from pathlib import Path
 from digitseq.core import files, paths
 from digitseq.core.errors import DigitseqError
 from digitseq.data.compose import LAYOUT_IDS
-from digitseq.evaluation.metrics import Evaluation
+from digitseq.evaluation.metrics import Evaluation, mnist_file
 
 
 def default_out(cfg: dict, split: str, kind: str = "eval") -> Path:
@@ -47,7 +47,11 @@ def figures(ev: Evaluation) -> dict[str, object]:
         "reliability.png": plots.reliability_diagram(m),
         "coverage.png": plots.coverage_curve(m),
         "confidence.png": plots.confidence_histogram(ev.confidence, ev.correct),
-        "worst_errors.png": plots.error_gallery(ev.split.images, m["overall"]["worst_errors"]),
+        "worst_errors.png": plots.error_gallery(
+            ev.split.images,
+            m["overall"]["worst_errors"],
+            mnist_file=mnist_file(ev.split.name),
+        ),
     }
 
 
