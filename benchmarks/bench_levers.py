@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from digitseq.core import files
 from digitseq.data import compose, mnist
 from digitseq.models import checkpoint, ctc_decode
 
@@ -124,6 +125,7 @@ def main() -> None:
     ap.add_argument(
         "--soup", action="store_true", help="also: the runs' weights averaged (one architecture)"
     )
+    ap.add_argument("--soup-out", type=Path, help="with --soup: also save it as a model folder")
     args = ap.parse_args()
     torch.set_num_threads(2)
     m = mnist.load()
@@ -155,6 +157,14 @@ def main() -> None:
         soup = average_weights([checkpoint.load_model(run)[0] for run in args.runs])
         name = "weights averaged: " + ", ".join(map(str, args.runs))
         measure({"run": name, "arch": "soup"}, lambda lines: read_sorted(soup, lines))
+        if args.soup_out:  # the first run's config.json (its calibration dropped) + the weights
+            cfg = json.loads(checkpoint.resolve(args.runs[0])[1].read_text())
+            cfg.pop("calibration", None)
+            args.soup_out.mkdir(parents=True, exist_ok=True)
+            checkpoint.save_weights(soup, args.soup_out / "best.pth")
+            files.write_json(
+                args.soup_out / "config.json", {**cfg, "soup_of": list(map(str, args.runs))}
+            )
     for run in args.runs:
         model, cfg = checkpoint.load_model(run)
         params = sum(p.numel() for p in model.parameters())
