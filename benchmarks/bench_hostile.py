@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from procs import cpu_seconds, free_port, rss_mb
+from procs import Server, cpu_seconds, rss_mb
 
 NORMAL_TIMEOUT = 60.0
 
@@ -60,39 +60,6 @@ def big_png(side: int = 7000) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
-
-
-class Server:
-    def __init__(self, log: Path, env: dict | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "digitseq", "-q", "serve", "--port", str(self.port)],
-            env={**os.environ, **(env or {})},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        import httpx
-
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"server exited; see {log}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise SystemExit("server did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 def normal_request(url: str, png: bytes) -> tuple[float, int | str]:

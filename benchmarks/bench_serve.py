@@ -20,14 +20,13 @@ import io
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from procs import free_port, rss_mb
+from procs import Server, rss_mb
 
 from digitseq.core import files
 
@@ -58,56 +57,6 @@ def untrained_model(folder: Path) -> Path:
     config = {"model": checkpoint.model_config("multihead", {})}
     files.write_json(folder / "config.json", config)
     return folder
-
-
-class Server:
-    """``python -m digitseq serve`` in a subprocess, ready when /healthz answers."""
-
-    def __init__(self, model: Path, max_batch: int, log: Path):
-        self.port = free_port()
-        env = {**os.environ, "DIGITSEQ_SERVE_MAX_BATCH": str(max_batch)}
-        self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "digitseq",
-                "-q",
-                "serve",
-                "--port",
-                str(self.port),
-                "--model",
-                str(model),
-            ],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"server exited with {self.proc.returncode}; see {self.log.name}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit("server did not become ready")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 async def load(
@@ -192,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         "images": len(pngs),
     }
 
-    server = Server(model, max_batch=64, log=tmp / "server-batched.log")
+    server = Server(
+        tmp / "server-batched.log", ["--model", str(model)], {"DIGITSEQ_SERVE_MAX_BATCH": "64"}
+    )
     try:
         # warm-up at the top concurrency (every batch size seen), also the first 100
         asyncio.run(load(server.url, pngs, labels, 100, max(levels)))
@@ -215,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
 
-    server = Server(model, max_batch=1, log=tmp / "server-unbatched.log")
+    server = Server(
+        tmp / "server-unbatched.log", ["--model", str(model)], {"DIGITSEQ_SERVE_MAX_BATCH": "1"}
+    )
     try:
         top = max(levels)
         asyncio.run(load(server.url, pngs, labels, 100, top))
