@@ -157,9 +157,10 @@ def main() -> None:
         soup = average_weights([checkpoint.load_model(run)[0] for run in args.runs])
         name = "weights averaged: " + ", ".join(map(str, args.runs))
         measure({"run": name, "arch": "soup"}, lambda lines: read_sorted(soup, lines))
-        if args.soup_out:  # the first run's config.json (its calibration dropped) + the weights
-            cfg = json.loads(checkpoint.resolve(args.runs[0])[1].read_text())
-            cfg.pop("calibration", None)
+        if args.soup_out:  # the weights + the last run's config.json (what is its own dropped)
+            cfg = json.loads(checkpoint.resolve(args.runs[-1])[1].read_text())
+            for own in ("calibration", "test_metrics", "model_card"):
+                cfg.pop(own, None)
             args.soup_out.mkdir(parents=True, exist_ok=True)
             checkpoint.save_weights(soup, args.soup_out / "best.pth")
             files.write_json(

@@ -36,6 +36,11 @@ def main() -> None:
         help="the command, for the model card",
     )
     ap.add_argument("--before", default="", help="for the card: what the run started from")
+    ap.add_argument(
+        "--selection",
+        default="",
+        help="for the card: how the weights were chosen (default: the run's best val epoch)",
+    )
     ap.add_argument("--n5", type=int, default=10_000)
     ap.add_argument("--n-len", type=int, default=1000)
     args = ap.parse_args()
@@ -76,6 +81,7 @@ def main() -> None:
         "val_seq_acc": round(best["val_seq_acc"], 5),
         "val_digit_acc": round(best["val_digit_acc"], 5),
         "weights": "fp16 state_dict (loaded as fp32); model.onnx: fp32, calibrated",
+        "selection": args.selection,
     }
     files.write_json(out / "config.json", cfg)
     files.write_json(out / "history.json", history)
@@ -132,7 +138,7 @@ probable number of that length instead. Used by every command when no `--model` 
 | architecture | `ctc` {json.dumps(hp)} ({cfg["parameters"]:,} parameters) |
 | command | `{card["trained_with"]}` |
 | data | fresh numbers of 1-12 digits generated on the fly from MNIST training digits 0-49,999, layout `{tr["layout"]}` (seed / natural / touching digits, gaps down to -8 px), batches of one length padded to a multiple of {tr["pad_to"]} px{drawn_note(tr)}; batch augmentation {json.dumps(tr["augment"])} |
-| model selection | best of {card["epochs"]} epochs on `val` (numbers from MNIST digits 50,000-59,999): epoch {card["best_epoch"]}, whole-number {pct(card["val_seq_acc"])}, 1 - CER {pct(card["val_digit_acc"])} |
+| model selection | {card.get("selection") or f"best of {card["epochs"]} epochs on `val` (numbers from MNIST digits 50,000-59,999): epoch {card["best_epoch"]}, whole-number {pct(card["val_seq_acc"])}, 1 - CER {pct(card["val_digit_acc"])}"} |
 | training | {card["numbers_seen"]:,} numbers in {card["training_seconds"]} s on {card["hardware"]}, bf16 autocast, CTC loss in fp32, AdamW lr {tr["lr"]} with warm-up + cosine, EMA {tr["ema_decay"]}{"; started from " + card["started_from"] if card.get("started_from") else ""} |
 | calibration | temperature {cfg["calibration"]["temperature"]} fitted on `val` (CTC NLL {cfg["calibration"]["val_nll_before"]:.4f} -> {cfg["calibration"]["val_nll_after"]:.4f}); the confidence of a reading is the calibrated probability of the whole string |
 | weights | `weights.pth`: {card["weights"]}; `config.json` rebuilds the model with no flags |
