@@ -125,6 +125,11 @@ def write_card(out: Path, cfg: dict) -> None:
         f"{pct(a['test_accuracy'])} |"
         for k, a in rep["abstention"].items()
     )
+    selection = card.get("selection") or (
+        f"best of {card['epochs']} epochs on `val` (numbers from MNIST digits 50,000-59,999): "
+        f"epoch {card['best_epoch']}, whole-number {pct(card['val_seq_acc'])}, "
+        f"1 - CER {pct(card['val_digit_acc'])}"
+    )
     text = f"""# {out.name}: the bundled digitseq reader
 
 A segmentation-free CTC line reader (`ctc`): a conv trunk over a 28-px line of any width, one
@@ -138,7 +143,7 @@ probable number of that length instead. Used by every command when no `--model` 
 | architecture | `ctc` {json.dumps(hp)} ({cfg["parameters"]:,} parameters) |
 | command | `{card["trained_with"]}` |
 | data | fresh numbers of 1-12 digits generated on the fly from MNIST training digits 0-49,999, layout `{tr["layout"]}` (seed / natural / touching digits, gaps down to -8 px), batches of one length padded to a multiple of {tr["pad_to"]} px{drawn_note(tr)}; batch augmentation {json.dumps(tr["augment"])} |
-| model selection | {card.get("selection") or f"best of {card["epochs"]} epochs on `val` (numbers from MNIST digits 50,000-59,999): epoch {card["best_epoch"]}, whole-number {pct(card["val_seq_acc"])}, 1 - CER {pct(card["val_digit_acc"])}"} |
+| model selection | {selection} |
 | training | {card["numbers_seen"]:,} numbers in {card["training_seconds"]} s on {card["hardware"]}, bf16 autocast, CTC loss in fp32, AdamW lr {tr["lr"]} with warm-up + cosine, EMA {tr["ema_decay"]}{"; started from " + card["started_from"] if card.get("started_from") else ""} |
 | calibration | temperature {cfg["calibration"]["temperature"]} fitted on `val` (CTC NLL {cfg["calibration"]["val_nll_before"]:.4f} -> {cfg["calibration"]["val_nll_after"]:.4f}); the confidence of a reading is the calibrated probability of the whole string |
 | weights | `weights.pth`: {card["weights"]}; `config.json` rebuilds the model with no flags |
