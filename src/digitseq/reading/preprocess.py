@@ -4,8 +4,8 @@ Made the way MNIST itself was made (``data.mnist_style``): find the ink, crop an
 for the line reader scale the whole line so its digits have a 20-px body in 28 px, strokes in
 MNIST's width range (``line=True``: a 28 x W line); for the 5-digit readers cut it into five
 digits, each fitted to a 20x20 box and centred by mass in its 28x28 cell (28x140). Images
-already in the generator's format (28 px tall) pass through untouched, inverted first when the
-ink is dark. No torch here: the ONNX path and the app stay light.
+already in the generator's format (28 px tall; 28x140 for five cells) pass through untouched,
+inverted first when the ink is dark. No torch here: the ONNX path and the app stay light.
 """
 
 from __future__ import annotations
