@@ -95,14 +95,18 @@ def read_tta(model, lines: compose.Lines) -> list[str]:
     return combine_strings([frame_logprobs(model, view) for view in tta_views(lines)])
 
 
-def average_weights(models: list[torch.nn.Module]) -> torch.nn.Module:
-    """One model whose floating-point weights and buffers are the members' mean (a "soup": the
-    members must share an architecture and a starting point, e.g. a run and its fine-tune)."""
+def average_weights(models: list[torch.nn.Module], weights=None) -> torch.nn.Module:
+    """One model whose floating-point weights and buffers are the members' (weighted) mean (a
+    "soup": the members must share an architecture and a starting point, e.g. a run and its
+    fine-tune)."""
     members = [checkpoint.unwrap(m) for m in models]
+    w = torch.tensor(weights or [1.0] * len(members), dtype=torch.float32)
+    w = w / w.sum()
     soup = copy.deepcopy(members[0])
     states = [m.state_dict() for m in members]
     soup.load_state_dict({
-        k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v
+        k: torch.einsum("m,m...->...", w, torch.stack([s[k].float() for s in states]))
+        if v.is_floating_point() else v
         for k, v in states[0].items()
     })  # fmt: skip
     return soup.eval()
@@ -126,6 +130,10 @@ def main() -> None:
         "--soup", action="store_true", help="also: the runs' weights averaged (one architecture)"
     )
     ap.add_argument("--soup-out", type=Path, help="with --soup: also save it as a model folder")
+    ap.add_argument("--soup-only", action="store_true", help="with --soup: not the runs alone")
+    ap.add_argument(
+        "--soup-weights", help="with --soup: one weight per run, comma-separated (default: equal)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
     m = mnist.load()
@@ -154,8 +162,13 @@ def main() -> None:
             {"run": name, "arch": "ensemble"}, lambda lines: read_string_ensemble(models, lines)
         )
     if args.soup:
-        soup = average_weights([checkpoint.load_model(run)[0] for run in args.runs])
-        name = "weights averaged: " + ", ".join(map(str, args.runs))
+        weights = [float(v) for v in args.soup_weights.split(",")] if args.soup_weights else None
+        if weights is not None and len(weights) != len(args.runs):
+            raise SystemExit("--soup-weights: one weight per run")
+        soup = average_weights([checkpoint.load_model(run)[0] for run in args.runs], weights)
+        name = f"weights averaged ({args.soup_weights or 'equal'}): " + ", ".join(
+            map(str, args.runs)
+        )
         measure({"run": name, "arch": "soup"}, lambda lines: read_sorted(soup, lines))
         if args.soup_out:  # the weights + the last run's config.json (what is its own dropped)
             cfg = json.loads(checkpoint.resolve(args.runs[-1])[1].read_text())
@@ -166,7 +179,7 @@ def main() -> None:
             files.write_json(
                 args.soup_out / "config.json", {**cfg, "soup_of": list(map(str, args.runs))}
             )
-    for run in args.runs:
+    for run in [] if args.soup and args.soup_only else args.runs:
         model, cfg = checkpoint.load_model(run)
         params = sum(p.numel() for p in model.parameters())
         row = {"run": str(run), "arch": cfg["model"]["arch"], "parameters": params}
