@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> dict:
     right = np.array([p == s for p, s in zip(pred, truth, strict=True)])
     per_length = {int(k): round(100 * float(right[lens == k].mean()), 2) for k in np.unique(lens)}
     overall = round(100 * float(right.mean()), 2)
+    wrong_len = np.array(
+        [p is not None and len(p) != len(t) for p, t in zip(pred, truth, strict=True)]
+    )
+    wrong_length = round(100 * float(wrong_len.mean()), 2)  # digits lost or invented
 
     what = f"1-{args.max_digits} digits, pen 8-20 px, {CANVAS_W}x{CANVAS_H} RGBA"
     print(f"model {predictor.info['name']} ({args.backend}), {args.n} canvas-like numbers ({what})")
@@ -110,6 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
     for k, acc in per_length.items():
         print(f"{k:>8}{int((lens == k).sum()):>7}{acc:>10.2f}")
     print(f"{'all':>8}{args.n:>7}{overall:>10.2f}   (target >= 97)")
+    print(f"wrong length: {wrong_length:.2f}% of the numbers ({wrong_len.sum()} of "
+          f"{int((~right).sum())} errors); the rest are misread digits")  # fmt: skip
     wrong = [(s, p) for p, s in zip(pred, truth, strict=True) if p != s][:8]
     print("some errors (true, read):", wrong)
     summary = {
@@ -119,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
         "lengths": [1, args.max_digits],
         "whole_number": overall,
         "per_length": per_length,
+        "wrong_length": wrong_length,
         "unreadable": sum(1 for r in readings if r.error),
         "draw_ms_per_number": round(1000 * draw_s / args.n, 2),
         "read_ms_per_number": round(1000 * read_s / args.n, 2),
