@@ -16,7 +16,7 @@ import torch
 
 from digitseq.core import files
 from digitseq.core.paths import bundled_models_dir
-from digitseq.data import loaders, mnist
+from digitseq.data import drawn, loaders, mnist
 from digitseq.models import checkpoint
 from digitseq.models.onnx_export import export_onnx
 from digitseq.training import calibration
@@ -93,9 +93,10 @@ def drawn_note(tr: dict) -> str:
     p = tr.get("p_drawn", 0.0)
     if not p:
         return ""
+    lo, hi = drawn.PEN_RATIO
     return (f"; {p:.0%} of the training digits redrawn with one round pen "
-            "(`digitseq.data.drawn`: their centre line, a pen 8-35% of the digit's height, "
-            "brought back to MNIST's stroke range as preprocessing does)")  # fmt: skip
+            f"(`digitseq.data.drawn`: their centre line, a pen {100 * lo:.0f}-{hi:.0%} of the digit's "
+            "height, brought back to MNIST's stroke range as preprocessing does)")  # fmt: skip
 
 
 def pct(x: float) -> str:

@@ -219,20 +219,21 @@ def coverage_curve(conf: np.ndarray, correct: np.ndarray) -> dict:
 
 def worst_errors(pred, labels, conf, seq_hit, index, sources, k: int = N_WORST) -> list[dict]:
     """The most confident wrong readings first, with the MNIST indices of the misread digits
-    (``mnist``; -1 where unknown)."""
+    (``mnist``; those whose source is unknown, -1, left out)."""
     wrong = np.flatnonzero(~seq_hit)
     wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:k]
-    return [
-        {
+    errors = []
+    for i in wrong:
+        positions = np.flatnonzero(pred[i] != labels[i])
+        errors.append({
             "index": int(index[i]),
             "true": "".join(map(str, labels[i])),
             "pred": "".join(map(str, pred[i])),
             "confidence": float(conf[i]),
-            "wrong_positions": np.flatnonzero(pred[i] != labels[i]).tolist(),
-            "mnist": [int(sources[i, p]) for p in np.flatnonzero(pred[i] != labels[i])],
-        }
-        for i in wrong
-    ]
+            "wrong_positions": positions.tolist(),
+            "mnist": [int(v) for v in sources[i, positions] if v >= 0],
+        })  # fmt: skip
+    return errors
 
 
 # --- running a model on a dataset ----------------------------------------------------------------
@@ -245,8 +246,7 @@ def mnist_file(split_name: str) -> str:
 
 def mnist_ids(error: dict) -> str:
     """An error's misread MNIST digits as text ("-" where unknown)."""
-    ids = [str(v) for v in error.get("mnist", []) if v >= 0]
-    return " ".join(ids) or "-"
+    return " ".join(map(str, error.get("mnist", []))) or "-"
 
 
 def open_split(data: Path | None, split: str = "test") -> storage.Split:

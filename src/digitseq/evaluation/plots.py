@@ -168,8 +168,8 @@ def error_gallery(
     for k, e in enumerate(errors):
         ax = fig.add_subplot(rows, cols, k + 1)
         ax.imshow(np.asarray(images[e["index"]]), cmap="gray", vmin=0, vmax=255)
-        ids = [str(v) for v in e.get("mnist", []) if v >= 0]
-        src = f"\nMNIST {mnist_file} {' '.join(ids)}" if ids else ""
+        ids = " ".join(map(str, e.get("mnist", [])))
+        src = f"\nMNIST {mnist_file} {ids}" if ids else ""
         ax.set_title(
             f"#{e['index']} true {e['true']} read {e['pred']} ({e['confidence']:.2f}){src}",
             fontsize=7,

@@ -127,7 +127,7 @@ def misread_sources(truth: str, read: str, sources, i: int) -> list[int]:
     or all of its digits when the reading has another length ([] without sources)."""
     if sources is None:
         return []
-    src = [int(v) for v in sources[i][: len(truth)]]
+    src = [int(v) for v in sources[i][: len(truth)]]  # a number's own digits: all known
     if len(read) != len(truth):
         return src
     return [v for v, t, r in zip(src, truth, read, strict=True) if t != r]
