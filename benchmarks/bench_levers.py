@@ -144,6 +144,8 @@ def main() -> None:
         for name, (layout, span) in SETS.items()
     }
     results = []
+    loaded = [checkpoint.load_model(run) for run in args.runs]  # (model, config), read once
+    models = [model for model, _ in loaded]
 
     def measure(row: dict, read) -> None:
         """Read every set with ``read(lines) -> strings``, score, print and keep the row."""
@@ -156,7 +158,6 @@ def main() -> None:
         print(f"{row['run']}: {cols}", flush=True)
 
     if args.string_ensemble:
-        models = [checkpoint.load_model(run)[0] for run in args.runs]
         name = "string ensemble of " + ", ".join(map(str, args.runs))
         measure(
             {"run": name, "arch": "ensemble"}, lambda lines: read_string_ensemble(models, lines)
@@ -165,7 +166,7 @@ def main() -> None:
         weights = [float(v) for v in args.soup_weights.split(",")] if args.soup_weights else None
         if weights is not None and len(weights) != len(args.runs):
             raise SystemExit("--soup-weights: one weight per run")
-        soup = average_weights([checkpoint.load_model(run)[0] for run in args.runs], weights)
+        soup = average_weights(models, weights)
         name = f"weights averaged ({args.soup_weights or 'equal'}): " + ", ".join(
             map(str, args.runs)
         )
@@ -179,8 +180,9 @@ def main() -> None:
             files.write_json(
                 args.soup_out / "config.json", {**cfg, "soup_of": list(map(str, args.runs))}
             )
-    for run in [] if args.soup and args.soup_only else args.runs:
-        model, cfg = checkpoint.load_model(run)
+    for run, (model, cfg) in (
+        [] if args.soup and args.soup_only else zip(args.runs, loaded, strict=True)
+    ):
         params = sum(p.numel() for p in model.parameters())
         row = {"run": str(run), "arch": cfg["model"]["arch"], "parameters": params}
         measure(row, lambda lines, model=model: read_sorted(model, lines))

@@ -59,6 +59,8 @@ def test_drawn_pool_is_reproducible_and_draws_each_digit_once(mnist_data):
     assert a.shape == (40, 28, 28) and a.dtype == np.uint8
     assert np.array_equal(a, b) and np.array_equal(ia, ib)
     assert len(set(ia.tolist())) == 40
+    more, im = drawn.drawn_pool(pool[:30], 45, np.random.default_rng(3))  # p_drawn > 0.5
+    assert more.shape == (45, 28, 28) and len(set(im.tolist())) == 30
 
 
 def test_p_drawn_adds_redrawn_train_digits_with_their_labels(mnist_data):

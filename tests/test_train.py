@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import assert_one_line_error
@@ -210,3 +211,62 @@ def test_every_layout_can_be_trained_from_the_command_line(tmp_path, preset, lay
             "--steps-per-epoch", "3", "--val-size", "64", "--out", str(out)]  # fmt: skip
     assert main.main(argv) == 0
     assert json.loads((out / "config.json").read_text())["train"]["layout"] == layout
+
+
+def test_distill_loss_is_the_kl_to_the_teacher_over_real_frames():
+    from digitseq.models.ctc import distill_loss
+
+    gen = torch.Generator().manual_seed(0)
+    teacher = torch.randn(3, 10, 11, generator=gen)
+    lengths, frames = torch.tensor([2, 3, 1]), torch.tensor([10, 6, 4])
+    assert float(distill_loss(teacher.clone(), teacher, lengths, frames)) == pytest.approx(
+        0, abs=1e-6
+    )
+    student = torch.randn(3, 10, 11, generator=gen, requires_grad=True)
+    loss = distill_loss(student, teacher, lengths, frames)
+    assert float(loss) > 0.1
+    padded = student.detach().clone()
+    padded[1, 6:], padded[2, 4:] = 50.0, -50.0  # frames past a line's real width do not count
+    assert float(distill_loss(padded, teacher, lengths, frames)) == pytest.approx(float(loss))
+    loss.backward()  # a step down the gradient brings the student's frames toward the teacher's
+    moved = (student - 0.5 * student.grad).detach()
+    assert float(distill_loss(moved, teacher, lengths, frames)) < float(loss)
+
+
+def test_a_reader_distilled_from_a_teacher_moves_toward_it(tmp_path, bundled_model_dir):
+    """The same tiny run with and without the bundled reader as teacher: the distilled one's
+    frame posteriors on val numbers are closer to the teacher's, and its config names it."""
+    from digitseq.data import compose, mnist
+    from digitseq.models.ctc import distill_loss, frame_counts
+
+    common = ["-q", "train", "--preset", "ctc-tiny", "--epochs", "1", "--steps-per-epoch", "15",
+              "--val-size", "64"]  # fmt: skip
+    assert main.main([*common, "--out", str(tmp_path / "plain")]) == 0
+    argv = [*common, "--teacher", str(bundled_model_dir), "--distill", "3", "--out"]
+    assert main.main([*argv, str(tmp_path / "taught")]) == 0
+    cfg = json.loads((tmp_path / "taught" / "config.json").read_text())
+    assert cfg["train"]["teacher"] == str(bundled_model_dir) and cfg["train"]["distill"] == 3
+
+    m = mnist.load()
+    pool, labels, _ = mnist.split_pool(m, "val")
+    lines = compose.generate(pool, labels, 64, np.random.default_rng(5), "seed", lengths=(1, 6),
+                             pad_to=32)  # fmt: skip
+    x = torch.from_numpy(lines.images).float().div(255).unsqueeze(1)
+    lengths, frames = torch.from_numpy(lines.lengths), frame_counts(torch.from_numpy(lines.widths))
+    teacher = checkpoint.unwrap(checkpoint.load_model(bundled_model_dir)[0])
+    with torch.no_grad():
+        soft = teacher(x)
+        kl = {
+            name: float(
+                distill_loss(checkpoint.load_model(tmp_path / name)[0](x), soft, lengths, frames)
+            )
+            for name in ("plain", "taught")
+        }
+    assert kl["taught"] < 0.8 * kl["plain"], kl
+
+
+def test_a_teacher_must_be_a_ctc_reader(tmp_path, bundled_model_dir, capsys):
+    multihead = bundled_model_dir.parent / "digitseq-multihead"
+    argv = ["train", "--preset", "ctc-tiny", "--teacher", str(multihead), "--out",
+            str(tmp_path / "r")]  # fmt: skip
+    assert_one_line_error(main.main(argv), capsys.readouterr().err, "not a CTC line reader")

@@ -75,9 +75,13 @@ def drawn_cell(digit: np.ndarray, pen_ratio: float, height: int = 80) -> np.ndar
 
 
 def drawn_pool(images: np.ndarray, n: int, rng: np.random.Generator):
-    """``n`` digits of ``images`` (drawn at random, no repeats) redrawn with pens across
-    ``PEN_RATIO``: (cells (n, 28, 28) uint8, the indices they were drawn from)."""
-    idx = rng.choice(len(images), size=min(n, len(images)), replace=False)
+    """``n`` digits of ``images`` redrawn with pens across ``PEN_RATIO``: (cells (n, 28, 28)
+    uint8, the indices they were drawn from). Drawn at random without repeats; when ``n``
+    exceeds the images, each is drawn ``n // len`` times (each time with its own pen) first."""
+    reps, rest = divmod(n, len(images))
+    idx = np.concatenate(
+        [np.tile(np.arange(len(images)), reps), rng.choice(len(images), rest, replace=False)]
+    )
     ratios = rng.uniform(*PEN_RATIO, size=len(idx))
     heights = rng.integers(60, 101, size=len(idx))
     cells = np.stack(

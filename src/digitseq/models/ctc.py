@@ -85,6 +85,17 @@ def ctc_loss(logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor,
     )
 
 
+def distill_loss(logits, teacher_logits, lengths, frames) -> torch.Tensor:
+    """Knowledge distillation on the frame grid: each number's KL(teacher || student) summed
+    over its real frames, per true digit (the scale of ``ctc_loss``), averaged over the batch.
+    Teacher and student must share the frame grid (every ``ctc`` reader and ensemble does)."""
+    s = F.log_softmax(logits.float(), dim=-1)
+    t = F.log_softmax(teacher_logits.float(), dim=-1)
+    kl = (t.exp() * (t - s)).sum(-1)  # (N, T)
+    real = torch.arange(kl.shape[1], device=kl.device)[None, :] < frames[:, None]
+    return ((kl * real).sum(1) / lengths.clamp(min=1)).mean()
+
+
 def greedy_strings(logits: torch.Tensor, frames: torch.Tensor | None = None) -> list[str]:
     """Best-path decoding of a batch (for validation; readers use models.ctc_decode)."""
     best = logits.argmax(-1).cpu()  # (N, T)

@@ -49,6 +49,8 @@ class TrainConfig:
     time_limit: float = 0.0  # minutes (0: none)
     seed: int = 0
     init: str | None = None  # start from these weights (a run or model folder): fine-tuning
+    teacher: str | None = None  # a ctc reader (or ensemble) whose frame posteriors the model learns
+    distill: float = 1.0  # with a teacher: weight of the KL to its frame posteriors beside CTC
     deterministic: bool = False
     workers: int = 1
     compile: bool = False

@@ -57,6 +57,7 @@ class Run:
     history: list[dict] = field(default_factory=list)
     start_epoch: int = 0
     best: float = -1.0
+    teacher: torch.nn.Module | None = None  # distillation: soft frame targets (eval, frozen)
 
     @property
     def main(self) -> bool:
@@ -151,7 +152,24 @@ def build(cfg: TrainConfig, out: Path, device: str) -> Run:
     )
     gen = torch.Generator(device=dev).manual_seed(cfg.seed * 1000 + rank)
     ema = Ema(model, cfg.ema_decay) if cfg.ema else None
-    return Run(cfg, out, rank, world, dev, model, net, ema, opt, make_scheduler(opt, cfg), gen)
+    run = Run(cfg, out, rank, world, dev, model, net, ema, opt, make_scheduler(opt, cfg), gen)
+    run.teacher = load_teacher(cfg, dev)
+    return run
+
+
+def load_teacher(cfg: TrainConfig, dev: torch.device) -> torch.nn.Module | None:
+    """The frozen teacher of a distillation run (its raw logits: calibration is not applied)."""
+    if not cfg.teacher:
+        return None
+    if registry.kind(cfg.arch) != "ctc" or cfg.distill <= 0:
+        raise DigitseqError("--teacher distils CTC readers only, with --distill > 0")
+    teacher, tcfg = checkpoint.load_model(cfg.teacher)
+    if registry.kind(tcfg["model"]["arch"]) != "ctc":
+        raise DigitseqError(f"--teacher {cfg.teacher} is not a CTC line reader")
+    teacher = checkpoint.unwrap(teacher).to(dev, memory_format=torch.channels_last).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 def restore(run: Run) -> None:
@@ -226,7 +244,7 @@ def run_epoch(run: Run, epoch: int, stream, steps: int, val, deadline, progress:
     ) as bar:  # fmt: skip
         row = train_one_epoch(
             run.net, itertools.islice(stream, steps), run.opt, run.sched, run.ema, cfg, run.dev,
-            run.gen, bar, deadline,
+            run.gen, bar, deadline, run.teacher,
         )  # fmt: skip
     return {
         "epoch": epoch + 1,

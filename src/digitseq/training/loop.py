@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from digitseq.core import files
 from digitseq.models import checkpoint, registry
-from digitseq.models.ctc import ctc_loss, frame_counts, greedy_strings
+from digitseq.models.ctc import ctc_loss, distill_loss, frame_counts, greedy_strings
 from digitseq.models.ctc_decode import edit_distance
 from digitseq.models.devices import autocast, to_input
 from digitseq.models.inference import batched_logits
@@ -56,7 +56,11 @@ def score(pred: list[str], true: list[str]) -> tuple[int, int, int]:
 # --- one epoch, validation ----------------------------------------------------------------------
 
 
-def train_one_epoch(model, loader, opt, sched, ema, cfg, dev, gen, bar=None, deadline=None):
+def train_one_epoch(
+    model, loader, opt, sched, ema, cfg, dev, gen, bar=None, deadline=None, teacher=None
+):
+    """One pass over ``loader``; with a ``teacher`` (a CTC reader on the same frame grid) the
+    loss adds ``cfg.distill`` times the KL from its frame posteriors on the same augmented lines."""
     kind = registry.kind(cfg.arch)
     model.train()
     tot_loss = right = errors = chars = n = 0
@@ -67,6 +71,12 @@ def train_one_epoch(model, loader, opt, sched, ema, cfg, dev, gen, bar=None, dea
         with autocast(dev):
             logits = model(x)  # (B, 5, 10) or (B, T, 11)
         loss = batch_loss(kind, logits, digits, lengths, widths.to(dev), cfg.label_smoothing)
+        if teacher is not None:
+            with torch.no_grad(), autocast(dev):
+                soft = teacher(x)
+            loss = loss + cfg.distill * distill_loss(
+                logits, soft, lengths, frame_counts(widths.to(dev))
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -30,6 +30,9 @@ OPTION_HELP = {
     "workers": "data-loader worker processes",
     "ema": "keep an exponential moving average of the weights",
     "init": "start from the weights of this run or model folder (fine-tuning)",
+    "teacher": "distillation: also learn this CTC reader's (or ensemble's) frame posteriors",
+    "distill": "with --teacher: weight of the distillation loss beside CTC",
+    "p_drawn": "share of training digits redrawn with one round pen, as the app's canvas draws",
 }
 
 
