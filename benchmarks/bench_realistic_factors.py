@@ -1,0 +1,68 @@
+"""Which part of the realistic renderer costs the reader most: the realistic set rebuilt with one
+factor switched off at a time, from MNIST *val* digits (50,000-59,999; a diagnosis that may
+steer preprocessing, so it never reads test digits), read through the full predictor path.
+
+    .venv/bin/python benchmarks/bench_realistic_factors.py                 # 1000 numbers of 9-12
+    .venv/bin/python benchmarks/bench_realistic_factors.py --lengths 5 --only "vertical jitter"
+
+Prints whole-number accuracy with everything on and with each factor off; the last stdout line
+is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from digitseq.data import mnist, realistic, storage
+
+P = realistic.RealisticParams()
+FACTORS = {  # name -> the renderer's parameters with that factor off
+    "line rotation": {"line_rotation_deg": 0.0},
+    "vertical jitter": {"vertical_jitter": 0.0},
+    "digit rotation": {"digit_rotation_deg": 0.0},
+    "blur, noise, JPEG": {"blur": (0.0, 0.0), "noise": (0.0, 0.0), "p_jpeg": 0.0},
+    "thick and thin pens": {"p_thick": 0.0, "p_thin": 0.0},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, help="run folder or weights (default: bundled model)")
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--lengths", default="9-12", help="N or LO-HI digits (default 9-12)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--only", action="append", choices=list(FACTORS), help="these factors only")
+    args = ap.parse_args()
+
+    from digitseq.reading.predictor import Predictor
+
+    m = mnist.load()
+    vimg, vlab, _ = mnist.split_pool(m, "val")
+    val = dataclasses.replace(m, test_images=vimg, test_labels=vlab)  # the renderer reads "test"
+    lengths = storage.parse_lengths(args.lengths)
+    predictor = Predictor.load(args.model, backend="onnx")
+    variants = {"everything on": P} | {
+        f"no {name}": dataclasses.replace(P, **FACTORS[name]) for name in args.only or FACTORS
+    }
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, params) in enumerate(variants.items()):
+            out = Path(tmp) / str(i)
+            realistic.write_realistic_set(out, args.n, args.seed, val, params, lengths=lengths)
+            rows = realistic.read_labels(out)
+            read = predictor.predict([out / f for f, _, _ in rows], batch_size=64)
+            acc = np.mean([r.digits == label for r, (_, label, _) in zip(read, rows, strict=True)])
+            results[name] = round(100 * float(acc), 2)
+            print(f"{name:28s} {results[name]:6.2f}%", flush=True)
+    head = {"benchmark": "realistic_factors", "model": predictor.info["name"], "n": args.n}
+    print(json.dumps({**head, "lengths": list(lengths), "split": "val", **results}))
+
+
+if __name__ == "__main__":
+    main()
