@@ -4,6 +4,7 @@ steer preprocessing, so it never reads test digits), read through the full predi
 
     .venv/bin/python benchmarks/bench_realistic_factors.py                 # 1000 numbers of 9-12
     .venv/bin/python benchmarks/bench_realistic_factors.py --lengths 5 --only "vertical jitter"
+    .venv/bin/python benchmarks/bench_realistic_factors.py --line-scale 0.94 1.06   # size probe
 
 Prints whole-number accuracy with everything on and with each factor off; the last stdout line
 is one JSON object.
@@ -31,6 +32,20 @@ FACTORS = {  # name -> the renderer's parameters with that factor off
 }
 
 
+def read_scaled(predictor, folder: Path, factor: float) -> float:
+    """Whole-number accuracy on a written set with the line's target height scaled by factor."""
+    from digitseq.reading import preprocess
+
+    rows, height = realistic.read_labels(folder), preprocess.line_height
+    preprocess.line_height = lambda h, w: min(27.0, factor * height(h, w))
+    try:
+        read = predictor.predict([folder / f for f, _, _ in rows], batch_size=64)
+    finally:
+        preprocess.line_height = height
+    hits = [r.digits == label for r, (_, label, _) in zip(read, rows, strict=True)]
+    return round(100 * float(np.mean(hits)), 2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="run folder or weights (default: bundled model)")
@@ -38,6 +53,10 @@ def main() -> None:
     ap.add_argument("--lengths", default="9-12", help="N or LO-HI digits (default 9-12)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--only", action="append", choices=list(FACTORS), help="these factors only")
+    ap.add_argument(
+        "--line-scale", type=float, nargs="*", default=[],
+        help="probe: also read the everything-on set with preprocessing's line height times F",
+    )  # fmt: skip
     args = ap.parse_args()
 
     from digitseq.reading.predictor import Predictor
@@ -59,6 +78,10 @@ def main() -> None:
             read = predictor.predict([out / f for f, _, _ in rows], batch_size=64)
             acc = np.mean([r.digits == label for r, (_, label, _) in zip(read, rows, strict=True)])
             results[name] = round(100 * float(acc), 2)
+            print(f"{name:28s} {results[name]:6.2f}%", flush=True)
+        for f in args.line_scale:  # the reader's sensitivity to the size preprocessing gives
+            name = f"everything on, height x{f}"
+            results[name] = read_scaled(predictor, Path(tmp) / "0", f)
             print(f"{name:28s} {results[name]:6.2f}%", flush=True)
     head = {"benchmark": "realistic_factors", "model": predictor.info["name"], "n": args.n}
     print(json.dumps({**head, "lengths": list(lengths), "split": "val", **results}))
