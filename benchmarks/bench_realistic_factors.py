@@ -32,18 +32,24 @@ FACTORS = {  # name -> the renderer's parameters with that factor off
 }
 
 
-def read_scaled(predictor, folder: Path, factor: float) -> float:
-    """Whole-number accuracy on a written set with the line's target height scaled by factor."""
-    from digitseq.reading import preprocess
-
-    rows, height = realistic.read_labels(folder), preprocess.line_height
-    preprocess.line_height = lambda h, w: min(27.0, factor * height(h, w))
-    try:
-        read = predictor.predict([folder / f for f, _, _ in rows], batch_size=64)
-    finally:
-        preprocess.line_height = height
+def accuracy(predictor, folder: Path) -> float:
+    """Whole-number accuracy (%) of the predictor on a written realistic set."""
+    rows = realistic.read_labels(folder)
+    read = predictor.predict([folder / f for f, _, _ in rows], batch_size=64)
     hits = [r.digits == label for r, (_, label, _) in zip(read, rows, strict=True)]
     return round(100 * float(np.mean(hits)), 2)
+
+
+def read_scaled(predictor, folder: Path, factor: float) -> float:
+    """``accuracy`` with preprocessing's target line height scaled by factor."""
+    from digitseq.reading import preprocess
+
+    height = preprocess.line_height
+    preprocess.line_height = lambda h, w: min(27.0, factor * height(h, w))
+    try:
+        return accuracy(predictor, folder)
+    finally:
+        preprocess.line_height = height
 
 
 def main() -> None:
@@ -74,10 +80,7 @@ def main() -> None:
         for i, (name, params) in enumerate(variants.items()):
             out = Path(tmp) / str(i)
             realistic.write_realistic_set(out, args.n, args.seed, val, params, lengths=lengths)
-            rows = realistic.read_labels(out)
-            read = predictor.predict([out / f for f, _, _ in rows], batch_size=64)
-            acc = np.mean([r.digits == label for r, (_, label, _) in zip(read, rows, strict=True)])
-            results[name] = round(100 * float(acc), 2)
+            results[name] = accuracy(predictor, out)
             print(f"{name:28s} {results[name]:6.2f}%", flush=True)
         for f in args.line_scale:  # the reader's sensitivity to the size preprocessing gives
             name = f"everything on, height x{f}"

@@ -236,8 +236,9 @@ def test_distill_loss_is_the_kl_to_the_teacher_over_real_frames():
 def test_a_reader_distilled_from_a_teacher_moves_toward_it(tmp_path, bundled_model_dir):
     """The same tiny run with and without the bundled reader as teacher: the distilled one's
     frame posteriors on val numbers are closer to the teacher's, and its config names it."""
-    from digitseq.data import compose, mnist
+    from digitseq.data import compose, loaders, mnist
     from digitseq.models.ctc import distill_loss, frame_counts
+    from digitseq.models.devices import to_input
 
     common = ["-q", "train", "--preset", "ctc-tiny", "--epochs", "1", "--steps-per-epoch", "15",
               "--val-size", "64"]  # fmt: skip
@@ -251,8 +252,8 @@ def test_a_reader_distilled_from_a_teacher_moves_toward_it(tmp_path, bundled_mod
     pool, labels, _ = mnist.split_pool(m, "val")
     lines = compose.generate(pool, labels, 64, np.random.default_rng(5), "seed", lengths=(1, 6),
                              pad_to=32)  # fmt: skip
-    x = torch.from_numpy(lines.images).float().div(255).unsqueeze(1)
-    lengths, frames = torch.from_numpy(lines.lengths), frame_counts(torch.from_numpy(lines.widths))
+    img, _, lengths, widths = loaders.line_batch(lines)
+    x, frames = to_input(img, torch.device("cpu")), frame_counts(widths)
     teacher = checkpoint.unwrap(checkpoint.load_model(bundled_model_dir)[0])
     with torch.no_grad():
         soft = teacher(x)

@@ -68,15 +68,14 @@ def train_one_epoch(
     for img, digits, lengths, widths in loader:
         x = augment(to_input(img, dev), cfg.augment, gen)
         digits, lengths = digits.to(dev, non_blocking=True), lengths.to(dev)
+        on_dev = widths.to(dev)
         with autocast(dev):
             logits = model(x)  # (B, 5, 10) or (B, T, 11)
-        loss = batch_loss(kind, logits, digits, lengths, widths.to(dev), cfg.label_smoothing)
+        loss = batch_loss(kind, logits, digits, lengths, on_dev, cfg.label_smoothing)
         if teacher is not None:
             with torch.no_grad(), autocast(dev):
                 soft = teacher(x)
-            loss = loss + cfg.distill * distill_loss(
-                logits, soft, lengths, frame_counts(widths.to(dev))
-            )
+            loss = loss + cfg.distill * distill_loss(logits, soft, lengths, frame_counts(on_dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
