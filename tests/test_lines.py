@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 ORIGINAL_COMMIT = "5038236"  # the package layout, with the 5-digit compose.py
 ORIGINAL = "src/digitseq/data/compose.py"
 LENGTHS = (1, 2, 7, 12)
-LAYOUTS = ("seed", "natural", "touching")
+LAYOUTS = ("seed", "natural", "touching", "spaced")
 
 
 # --- reference module and data -------------------------------------------------------------------
@@ -179,6 +179,8 @@ def test_every_layout_at_every_length(pool, layout, length):
         if length > 1:
             assert out.widths.min() < out.widths.max()  # widths differ per number
             assert out.widths.mean() < 22 * length + 8  # tighter than 28 px per digit
+    elif layout == "spaced":
+        assert (out.widths <= 36 * length + 16).all() and (out.widths >= 2).all()
     else:
         assert (out.widths == 28 * length).all()
     check_consistent(out, images, labels)
@@ -224,12 +226,15 @@ def test_mixed_lengths_and_layouts_in_one_batch(pool, layout):
         )
 
 
-def test_mix3_fractions_and_mixed_keeps_half_and_half(pool):
+def test_mix3_and_mix4_fractions_and_mixed_keeps_half_and_half(pool):
     images, labels = pool
     rng = np.random.default_rng(9)
     lay = lines.draw_layouts("mix3", 20_000, rng)
     frac = np.bincount(lay, minlength=3) / lay.size
     np.testing.assert_allclose(frac, [0.3, 0.4, 0.3], atol=0.015)
+    lay = lines.draw_layouts("mix4", 20_000, rng)
+    np.testing.assert_allclose(np.bincount(lay, minlength=4) / lay.size, [0.25, 0.3, 0.25, 0.2],
+                               atol=0.015)  # fmt: skip
     lay = lines.draw_layouts("mixed", 20_000, rng)
     assert set(np.unique(lay)) == {0, 1} and 0.48 < lay.mean() < 0.52
     with pytest.raises(ValueError):
@@ -309,6 +314,34 @@ def test_touching_digits_really_touch():
     # and a wider gap range does leave room between them
     wide, _ = touching_gaps(images, labels, 500, 13, lines.TouchingParams(gap_min=6, gap_max=10))
     assert (wide > 0).mean() > 0.9
+
+
+def test_spaced_digits_are_spaced_by_their_ink_so_a_one_sits_close(mnist_test):
+    """Each digit's ink starts round(gap) columns after the previous digit's ink ends, gaps in
+    [-2, 8] px: a narrow 1 sits as close to its neighbours as any digit, where the natural
+    layout gives it a whole digit's slot."""
+    images, labels = mnist_test
+    p, t = lines.NaturalParams(), lines.TouchingParams()
+    rng = np.random.default_rng(21)
+    digits, _, idx = lines.sample_numbers(labels, 1000, rng, 6)
+    d = lines.touching_draws(1000, rng, p, t, 6, spaced=True)
+    assert d["gap"].min() >= -2 and d["gap"].max() <= 8 and d["gap"].std() > 2
+    centres = lines.touching_centres(d["gap"], t.pitch)
+    patches, left, top, ink = lines.warp_digits(images[idx], d, p, centres)
+    x0, y0, widths = lines.place_spaced(left, top, ink, d["gap"], d["margin"])
+    first, last, lo, hi = ink_boxes(patches)
+    gaps = (x0 + lo)[:, 1:] - (x0 + hi)[:, :-1] - 1
+    np.testing.assert_array_equal(gaps, np.round(d["gap"]))
+    assert ((x0 + lo).min(1) == d["margin"][:, 0]).all()  # ink starts after the left margin
+    assert ((x0 + hi).max(1) == widths - 1 - d["margin"][:, 1]).all()
+    assert (y0 + first >= 0).all() and (y0 + last <= 27).all()
+    # centre-to-centre distance between two 1s: spaced like ink, not like 28-px slots
+    centre = x0 + (lo + hi) / 2
+    ones = (digits[:, :-1] == 1) & (digits[:, 1:] == 1)
+    assert ones.sum() > 30 and np.diff(centre, axis=1)[ones].mean() < 14
+    natural = lines.generate(images, labels, 1000, rng, "natural", lengths=6)
+    spaced = lines.generate(images, labels, 1000, rng, "spaced", lengths=6)
+    assert spaced.widths.mean() < 0.8 * natural.widths.mean()  # 1s and narrow digits close up
 
 
 def test_touching_params_round_trip_through_json():

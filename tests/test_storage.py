@@ -414,6 +414,19 @@ def test_touching_at_a_fixed_length_is_a_dataset_of_any_length(tmp_path):
     assert s.images.shape[2] == cfg.width >= s.widths.max()
 
 
+def test_spaced_and_mix4_numbers_fit_the_width_the_manifest_promises(tmp_path):
+    """The widest spaced number (12 wide digits, the widest gaps) fits ``cfg.width``; every
+    layout of mix4 is stored and named in the layout counts."""
+    for layout in ("spaced", "mix4"):
+        cfg = line_cfg(layout=layout, lengths=(12, 12), counts={"test": 200})
+        out = storage.generate_dataset(tmp_path / layout, cfg, progress=False)
+        s = storage.load_split(out, "test", verify_checksums=True)
+        assert s.images.shape[2] == cfg.width >= s.widths.max() and not s.fixed
+        expected = {3} if layout == "spaced" else {0, 1, 2, 3}
+        assert set(np.unique(s.layouts)) == expected
+        assert all(len(label) == 12 for label in s.strings())
+
+
 def test_five_digit_datasets_are_unchanged_version_1(tmp_path):
     cfg = small_cfg(layout="seed", counts={"train": 50, "val": 20, "test": 30}, seed=5)
     out = storage.generate_dataset(tmp_path / "d", cfg, progress=False)

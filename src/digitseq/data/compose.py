@@ -13,11 +13,17 @@ Layouts (``LAYOUT_IDS``), for a number of L digits:
                   in [-8, 0] px per pair (``TouchingParams``): MNIST ink is ~20 px wide, so the
                   digits touch or overlap. Width = ink extent + a blank margin on each side, so
                   it differs per number (~20*L px).
+``spaced`` (3)    the natural warps, each digit's ink starting ``gap`` px after the previous
+                  digit's ink ends, a gap in [-2, 8] px per pair (``TouchingParams.ink_gap``):
+                  spaced by ink as people write, so a narrow 1 sits as close to its neighbours
+                  as any digit (in the other layouts its slot is a whole digit wide). Width as
+                  touching.
 
 Layout mixes (``draw_layouts``): a layout name, a mix name or a {layout: weight} dict.
 ``mixed`` = half seed, half natural, drawn exactly as before (``rng.integers(0, 2)``), so old
 5-digit datasets reproduce byte for byte; ``mix3`` = seed 0.3 / natural 0.4 / touching 0.3, the
-suggested training mix for variable lengths. ``generate``'s default stays ``mixed`` (5 digits),
+suggested training mix for variable lengths; ``mix4`` = seed 0.25 / natural 0.3 / touching 0.25 /
+spaced 0.2 (``mix3`` plus ink-spaced numbers). ``generate``'s default stays ``mixed`` (5 digits),
 so a call with the defaults reproduces the old one; ask for ``layout="mix3", lengths=(1, 12)``.
 
 Entry points
@@ -45,8 +51,8 @@ Old fixed-length entry points (byte-identical to ``digitseq.compose`` at L = 5 f
   L = 5; they now take any fixed L (the canvas is 28*L).
 
 Reproducibility: the draw order is sample_numbers (lengths only when lo != hi, then digits,
-first digits if no leading zero, pool offsets) -> layouts -> per layout (natural, then touching)
-and per length (ascending): all that group's draws. With lengths=(5, 5) and layout seed /
+first digits if no leading zero, pool offsets) -> layouts -> per layout (natural, touching, then
+spaced) and per length (ascending): all that group's draws. With lengths=(5, 5) and layout seed /
 natural / mixed this is exactly today's sequence of draws. All draws come before any warp,
 so the output does not depend on the block size (``BLOCK_DIGITS``).
 """
@@ -65,10 +71,11 @@ N_DIGITS = 5  # the old fixed length: default where a length is implied
 PAD_LABEL = 255  # digits beyond a number's length
 PAD_INDEX = -1  # pool indices beyond a number's length
 
-LAYOUT_IDS = {"seed": 0, "natural": 1, "touching": 2}
+LAYOUT_IDS = {"seed": 0, "natural": 1, "touching": 2, "spaced": 3}
 LAYOUT_MIXES = {
     "mixed": {"seed": 0.5, "natural": 0.5},  # today's default; drawn as rng.integers(0, 2)
     "mix3": {"seed": 0.3, "natural": 0.4, "touching": 0.3},  # the training mix, any length
+    "mix4": {"seed": 0.25, "natural": 0.3, "touching": 0.25, "spaced": 0.2},
 }
 
 
@@ -104,13 +111,15 @@ class TouchingParams:
     [gap_min, gap_max]; MNIST ink is ~20 px wide in its 28-px box, so with pitch 20 and gap <= 0
     most neighbours touch or overlap (narrow digits such as 1 may still stand apart). The image
     is cropped to the ink plus a blank margin drawn per side as an integer in [margin[0],
-    margin[1]] pixels.
+    margin[1]] pixels. The ``spaced`` layout draws its gaps per pair from ``ink_gap`` instead,
+    measured between the digits' ink boxes (with the same margins).
     """
 
     gap_min: float = -8.0  # most overlap between neighbours, pixels (negative = closer)
     gap_max: float = 0.0  # least overlap, pixels (0 = centres a digit's ink width apart)
     pitch: float = 20.0  # centre-to-centre spacing at gap 0, pixels (MNIST ink width)
     margin: tuple[int, int] = (0, 8)  # blank columns left of the ink and right of it
+    ink_gap: tuple[float, float] = (-2.0, 8.0)  # spaced: blank columns between ink boxes
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -297,17 +306,24 @@ def natural_draws(
 
 
 def touching_draws(
-    n: int, rng: np.random.Generator, p: NaturalParams, t: TouchingParams, length: int
+    n: int,
+    rng: np.random.Generator,
+    p: NaturalParams,
+    t: TouchingParams,
+    length: int,
+    spaced: bool = False,
 ) -> dict[str, np.ndarray]:
-    """All random numbers the touching layout needs for n numbers of ``length`` digits."""
+    """All random numbers the touching layout (or with ``spaced``, the spaced layout: gaps from
+    ``t.ink_gap``) needs for n numbers of ``length`` digits."""
     shape = (n, length)
+    gap = t.ink_gap if spaced else (t.gap_min, t.gap_max)
     return {
         "scale": rng.uniform(p.scale[0], p.scale[1], size=shape),
         "angle": np.deg2rad(rng.uniform(-p.rotation_deg, p.rotation_deg, size=shape)),
         "shear": rng.uniform(-p.shear, p.shear, size=shape),
         "dy": rng.uniform(-p.vertical_jitter, p.vertical_jitter, size=shape),
         "stroke": rng.random(shape),
-        "gap": rng.uniform(t.gap_min, t.gap_max, size=(n, length - 1)),
+        "gap": rng.uniform(gap[0], gap[1], size=(n, length - 1)),
         "margin": rng.integers(int(t.margin[0]), int(t.margin[1]) + 1, size=(n, 2)),
     }
 
@@ -417,6 +433,20 @@ def place_touching(left, top, ink, margin) -> tuple[np.ndarray, np.ndarray, np.n
     ink_right = (left + ink[3]).max(axis=1)
     x0 = (left - ink_left[:, None] + margin[:, :1]).astype(np.int64)
     widths = (ink_right - ink_left + 1).astype(np.int64) + margin[:, 0] + margin[:, 1]
+    return x0, clip_rows(top, ink), widths
+
+
+def place_spaced(left, top, ink, gap, margin) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x0, y0, widths) of spaced patches (n, L): each digit's ink starts round(gap) columns
+    after the previous digit's ink ends (gap (n, L-1), < 0: they overlap), the leftmost ink
+    after the left margin; widths as ``place_touching``."""
+    ink_w = ink[3] - ink[2] + 1
+    steps = ink_w[:, :-1] + np.round(gap)
+    start = np.concatenate([np.zeros((len(ink_w), 1)), np.cumsum(steps, axis=1)], axis=1)
+    start += margin[:, :1] - start.min(axis=1, keepdims=True)
+    x0 = (start - ink[2]).astype(np.int64)
+    widths = (start + ink_w).max(axis=1).astype(np.int64) + margin[:, 1]
+    del left  # the warp's own position is replaced; only its sub-pixel part was used
     return x0, clip_rows(top, ink), widths
 
 
@@ -627,7 +657,7 @@ def compose_lines(
     warp runs as one batched grid_sample per block of ~BLOCK_DIGITS digits (natural and
     touching, short groups share a block); the paste is one scatter per digit position per
     group slice; seed is one gather per length. The draws go natural groups by ascending
-    length, then touching groups (none for seed).
+    length, then touching groups, then spaced groups (none for seed).
     """
     p = params or NaturalParams()
     t = touching or TouchingParams()
@@ -648,7 +678,7 @@ def compose_lines(
         if n
         else []
     )
-    seed, natural = LAYOUT_IDS["seed"], LAYOUT_IDS["natural"]
+    seed, natural, spaced = LAYOUT_IDS["seed"], LAYOUT_IDS["natural"], LAYOUT_IDS["spaced"]
 
     # 1. Draws, in group order: each group's draws all before the next group's.
     draws = []
@@ -658,7 +688,7 @@ def compose_lines(
         elif lay == seed:
             draws.append(None)
         else:
-            draws.append(touching_draws(len(rows), rng, p, t, length))
+            draws.append(touching_draws(len(rows), rng, p, t, length, spaced=lay == spaced))
 
     # 2. Where each digit goes before the warp: (n_g, L) centres per group, vectorized.
     centres = [
@@ -668,12 +698,12 @@ def compose_lines(
         for (lay, length, _), d in zip(groups, draws, strict=True)
     ]  # fmt: skip
 
-    # 3. The image width is known now unless touching numbers need their warp first.
+    # 3. The image width is known now unless touching or spaced numbers need their warp first.
     widths = np.zeros(n, np.int32)
     for _, length, rows in groups:
         widths[rows] = DIGIT_SIZE * length  # touching ones are set after their warp
     out, pieces = None, []
-    if not any(lay == LAYOUT_IDS["touching"] for lay, _, _ in groups):
+    if all(lay in (seed, natural) for lay, _, _ in groups):
         out_w = output_width(widths, width, pad_to)
         if len(groups) == 1 and groups[0][0] == seed and out_w == DIGIT_SIZE * groups[0][1]:
             return stitch_seed(pool, idx[:, : groups[0][1]]), widths  # all seed: one gather
@@ -689,7 +719,11 @@ def compose_lines(
             x0, y0 = place_natural(left, top, ink, DIGIT_SIZE * length)
             img = paste(patches, x0, y0, DIGIT_SIZE * length)
         else:
-            x0, y0, w = place_touching(left, top, ink, draws[g]["margin"][sl])
+            margin = draws[g]["margin"][sl]
+            x0, y0, w = (
+                place_spaced(left, top, ink, draws[g]["gap"][sl], margin) if lay == spaced
+                else place_touching(left, top, ink, margin)
+            )  # fmt: skip
             widths[rows] = w
             img = paste(patches, x0, y0, int(w.max()))
         if out is None:
@@ -715,8 +749,8 @@ def compose(
 ) -> np.ndarray:
     """Compose numbers of one length from pool digits ``idx`` (n, L), each in its layout
     (seed or natural) -> (n, 28, 28*L). Same as the old ``compose`` at L = 5."""
-    if (np.asarray(layouts) == LAYOUT_IDS["touching"]).any():
-        raise ValueError("compose takes seed and natural; use compose_lines for touching")
+    if (np.asarray(layouts) >= LAYOUT_IDS["touching"]).any():
+        raise ValueError("compose takes seed and natural; use compose_lines for touching, spaced")
     n, length = idx.shape
     return compose_lines(pool, idx, np.full(n, length), layouts, rng, params)[0]
 
@@ -725,8 +759,8 @@ def compose(
 
 
 def draw_layouts(layout, n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n,) uint8 layout ids for a layout name ('seed', 'natural', 'touching'), a mix name
-    ('mixed': half seed half natural, drawn as before; 'mix3': see LAYOUT_MIXES) or a
+    """(n,) uint8 layout ids for a layout name ('seed', 'natural', 'touching', 'spaced'), a mix
+    name ('mixed': half seed half natural, drawn as before; 'mix3', 'mix4': see LAYOUT_MIXES) or a
     {layout name: weight} dict (weights are normalized)."""
     if isinstance(layout, str) and layout == "mixed":
         return rng.integers(0, 2, size=n).astype(np.uint8)  # the old draw, kept byte for byte

@@ -12,7 +12,7 @@ default, byte for byte the datasets digitseq always wrote)::
         layouts.npy          uint8 (N,): 0 = seed, 1 = natural
         png/NNNNNN.png, labels.csv   with --png only
 
-Version 2, numbers of any length (``--lengths 1-12``, or the touching / mix3 layouts)::
+Version 2, numbers of any length (``--lengths 1-12``, or the touching, spaced, mix3, mix4 layouts)::
 
         images.npy           uint8 (N, 28, W): W is one width for the whole dataset (the widest
                              number its lengths and layouts can make), padded on the right with 0
@@ -20,7 +20,7 @@ Version 2, numbers of any length (``--lengths 1-12``, or the touching / mix3 lay
         labels.npy           uint8 (N, Lmax): the digits, 255 beyond each number's length
         lengths.npy          uint8 (N,): digits per number (so leading zeros are kept)
         sources.npy          int32 (N, Lmax): MNIST index of each digit, -1 beyond the length
-        layouts.npy          uint8 (N,): 0 = seed, 1 = natural, 2 = touching
+        layouts.npy          uint8 (N,): 0 = seed, 1 = natural, 2 = touching, 3 = spaced
         png/NNNNNN.png, labels.csv   each PNG at its real width; labels.csv: the digit strings
 """
 
@@ -100,14 +100,18 @@ class GenerateConfig:
     @property
     def width(self) -> int:
         """The image width of every number in the dataset: the widest its lengths and layouts
-        can make (seed/natural: 28 per digit; touching: its pitch per digit plus the margins)."""
+        can make (seed/natural: 28 per digit; touching: its pitch per digit plus the margins;
+        spaced: a whole patch of ink per digit plus the widest gaps and the margins)."""
         hi = int(self.lengths[1])
         width = DIGIT_SIZE * hi
-        if self.layout in ("touching", "mix3"):
-            t = self.touching
+        t = self.touching
+        if self.layout in ("touching", "mix3", "mix4"):
             step = t.pitch + max(t.gap_max, 0.0)
             touching = math.ceil(step * (hi - 1)) + DIGIT_SIZE + 2 * int(t.margin[1]) + 2
             width = max(width, touching)
+        if self.layout in ("spaced", "mix4"):
+            gaps = math.ceil(max(t.ink_gap[1], 0.0) + 0.5) * (hi - 1)
+            width = max(width, DIGIT_SIZE * hi + gaps + 2 * int(t.margin[1]) + 2)
         return width
 
     def to_dict(self) -> dict:

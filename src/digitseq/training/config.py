@@ -157,3 +157,8 @@ PRESETS["bundle-finetune"] = replace(
 )
 # a second fine-tune (from the first): a fifth of the digits drawn as the app's canvas draws them
 PRESETS["bundle-finetune-drawn"] = replace(PRESETS["bundle-finetune"], epochs=20, p_drawn=0.2)
+# a fine-tune of the bundle with numbers spaced by ink (a narrow 1 as close to its neighbours as
+# people write it, which the other layouts never show) and a fifth of the digits canvas-drawn
+PRESETS["bundle-finetune-spaced"] = replace(
+    PRESETS["bundle-finetune"], layout="mix4", epochs=20, p_drawn=0.2
+)

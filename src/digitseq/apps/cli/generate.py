@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
         "--layout",
         choices=LAYOUTS,
         default="mixed",
-        help="mixed = half seed, half natural; mix3 = seed 30%%, natural 40%%, touching 30%%",
+        help="mixed = half seed, half natural; mix3 = seed 30%%, natural 40%%, touching 30%%; "
+        "mix4 = seed 25%%, natural 30%%, touching 25%%, spaced (by ink, gaps -2..8 px) 20%%",
     )
     p.add_argument(
         "--lengths",
