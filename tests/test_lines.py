@@ -327,8 +327,8 @@ def test_spaced_digits_are_spaced_by_their_ink_so_a_one_sits_close(mnist_test):
     d = lines.touching_draws(1000, rng, p, t, 6, spaced=True)
     assert d["gap"].min() >= -2 and d["gap"].max() <= 8 and d["gap"].std() > 2
     centres = lines.touching_centres(d["gap"], t.pitch)
-    patches, left, top, ink = lines.warp_digits(images[idx], d, p, centres)
-    x0, y0, widths = lines.place_spaced(left, top, ink, d["gap"], d["margin"])
+    patches, _, top, ink = lines.warp_digits(images[idx], d, p, centres)
+    x0, y0, widths = lines.place_spaced(top, ink, d["gap"], d["margin"])
     first, last, lo, hi = ink_boxes(patches)
     gaps = (x0 + lo)[:, 1:] - (x0 + hi)[:, :-1] - 1
     np.testing.assert_array_equal(gaps, np.round(d["gap"]))

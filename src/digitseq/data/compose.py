@@ -436,17 +436,17 @@ def place_touching(left, top, ink, margin) -> tuple[np.ndarray, np.ndarray, np.n
     return x0, clip_rows(top, ink), widths
 
 
-def place_spaced(left, top, ink, gap, margin) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def place_spaced(top, ink, gap, margin) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x0, y0, widths) of spaced patches (n, L): each digit's ink starts round(gap) columns
     after the previous digit's ink ends (gap (n, L-1), < 0: they overlap), the leftmost ink
-    after the left margin; widths as ``place_touching``."""
+    after the left margin; widths as ``place_touching``. Where the warp put each patch does not
+    matter (it was only asked for the sub-pixel part), so only its rows are taken."""
     ink_w = ink[3] - ink[2] + 1
     steps = ink_w[:, :-1] + np.round(gap)
     start = np.concatenate([np.zeros((len(ink_w), 1)), np.cumsum(steps, axis=1)], axis=1)
     start += margin[:, :1] - start.min(axis=1, keepdims=True)
     x0 = (start - ink[2]).astype(np.int64)
     widths = (start + ink_w).max(axis=1).astype(np.int64) + margin[:, 1]
-    del left  # the warp's own position is replaced; only its sub-pixel part was used
     return x0, clip_rows(top, ink), widths
 
 
@@ -721,7 +721,7 @@ def compose_lines(
         else:
             margin = draws[g]["margin"][sl]
             x0, y0, w = (
-                place_spaced(left, top, ink, draws[g]["gap"][sl], margin) if lay == spaced
+                place_spaced(top, ink, draws[g]["gap"][sl], margin) if lay == spaced
                 else place_touching(left, top, ink, margin)
             )  # fmt: skip
             widths[rows] = w
