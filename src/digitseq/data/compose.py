@@ -701,7 +701,7 @@ def compose_lines(
     # 3. The image width is known now unless touching or spaced numbers need their warp first.
     widths = np.zeros(n, np.int32)
     for _, length, rows in groups:
-        widths[rows] = DIGIT_SIZE * length  # touching ones are set after their warp
+        widths[rows] = DIGIT_SIZE * length  # touching and spaced ones: set after their warp
     out, pieces = None, []
     if all(lay in (seed, natural) for lay, _, _ in groups):
         out_w = output_width(widths, width, pad_to)
@@ -749,7 +749,7 @@ def compose(
 ) -> np.ndarray:
     """Compose numbers of one length from pool digits ``idx`` (n, L), each in its layout
     (seed or natural) -> (n, 28, 28*L). Same as the old ``compose`` at L = 5."""
-    if (np.asarray(layouts) >= LAYOUT_IDS["touching"]).any():
+    if not np.isin(layouts, [LAYOUT_IDS["seed"], LAYOUT_IDS["natural"]]).all():
         raise ValueError("compose takes seed and natural; use compose_lines for touching, spaced")
     n, length = idx.shape
     return compose_lines(pool, idx, np.full(n, length), layouts, rng, params)[0]

@@ -105,11 +105,12 @@ class GenerateConfig:
         hi = int(self.lengths[1])
         width = DIGIT_SIZE * hi
         t = self.touching
-        if self.layout in ("touching", "mix3", "mix4"):
+        layouts = compose.LAYOUT_MIXES.get(self.layout, {self.layout: 1.0})  # the ones it draws
+        if "touching" in layouts:
             step = t.pitch + max(t.gap_max, 0.0)
             touching = math.ceil(step * (hi - 1)) + DIGIT_SIZE + 2 * int(t.margin[1]) + 2
             width = max(width, touching)
-        if self.layout in ("spaced", "mix4"):
+        if "spaced" in layouts:
             gaps = math.ceil(max(t.ink_gap[1], 0.0) + 0.5) * (hi - 1)
             width = max(width, DIGIT_SIZE * hi + gaps + 2 * int(t.margin[1]) + 2)
         return width
