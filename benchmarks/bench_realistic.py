@@ -42,6 +42,20 @@ def png_bytes(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def mnist_digits(split: str):
+    """MNIST with the digits of ``split`` ("val" or "test") in its test fields, which the
+    realistic renderer and the clean sets read."""
+    import dataclasses
+
+    from digitseq.data import mnist
+
+    data = mnist.load()
+    if split == "test":
+        return data
+    pool, labels, _ = mnist.split_pool(data, split)
+    return dataclasses.replace(data, test_images=pool, test_labels=labels)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="run folder or weights (default: bundled model)")
@@ -53,16 +67,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--split", choices=["val", "test"], default="test", help="MNIST digits used")
     args = ap.parse_args(argv)
 
-    import dataclasses
-
-    from digitseq.data import compose, mnist, realistic, storage
+    from digitseq.data import compose, realistic, storage
     from digitseq.reading.predictor import Predictor
 
     lo, hi = storage.parse_lengths(args.lengths)
-    data = mnist.load()
-    if args.split == "val":  # the renderer and the clean sets read the "test" fields
-        pool, labels, _ = mnist.split_pool(data, "val")
-        data = dataclasses.replace(data, test_images=pool, test_labels=labels)
+    data = mnist_digits(args.split)
     out = args.out or Path(tempfile.mkdtemp(prefix="realistic.")) / "set"
     t = time.perf_counter()
     if not (out / "labels.csv").is_file():

@@ -22,8 +22,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from bench_realistic import mnist_digits
 
-from digitseq.data import mnist, realistic, storage
+from digitseq.data import realistic, storage
 
 P = realistic.RealisticParams()
 FACTORS = {  # name -> the renderer's parameters with that factor off
@@ -105,9 +106,7 @@ def main() -> None:
 
     from digitseq.reading.predictor import Predictor
 
-    m = mnist.load()
-    vimg, vlab, _ = mnist.split_pool(m, "val")
-    val = dataclasses.replace(m, test_images=vimg, test_labels=vlab)  # the renderer reads "test"
+    val = mnist_digits("val")
     lengths = storage.parse_lengths(args.lengths)
     predictor = Predictor.load(args.model, backend="onnx")
     variants = {"everything on": P} | {
@@ -125,7 +124,9 @@ def main() -> None:
             results[name] = read_scaled(predictor, Path(tmp) / "0", f)
             print(f"{name:28s} {results[name]:6.2f}%", flush=True)
         if args.heights:
-            results["digit_height_px"] = heights(Path(tmp) / "0", vimg, vlab, args.seed)
+            results["digit_height_px"] = heights(
+                Path(tmp) / "0", val.test_images, val.test_labels, args.seed
+            )
             for name, per_length in results["digit_height_px"].items():
                 cells = " ".join(f"{k}:{v:.1f}" for k, v in per_length.items())
                 print(f"digit height {name:10s} {cells}", flush=True)
