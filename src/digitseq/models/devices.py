@@ -36,8 +36,21 @@ def setup_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, world, dev
 
 
-def autocast(dev: torch.device):
-    if dev.type == "cuda" or (dev.type == "cpu" and cpu_has_bf16()):
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def uses_bf16(dev: torch.device, precision: str = "auto") -> bool:
+    """Whether ``precision`` runs bf16 on ``dev``: ``auto`` takes bf16 on CUDA and on CPUs with
+    native bf16 (AVX-512 BF16 / AMX), ``fp32`` never, ``bf16`` always (slow without hardware)."""
+    if precision not in PRECISIONS:
+        raise DigitseqError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "auto":
+        return dev.type == "cuda" or (dev.type == "cpu" and cpu_has_bf16())
+    return precision == "bf16"
+
+
+def autocast(dev: torch.device, precision: str = "auto"):
+    if uses_bf16(dev, precision):
         return torch.autocast(dev.type, dtype=torch.bfloat16)
     return torch.autocast(dev.type, enabled=False)
 

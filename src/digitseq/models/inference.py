@@ -10,15 +10,17 @@ from digitseq.models.devices import autocast, to_input
 
 
 @torch.no_grad()
-def batched_logits(model, images, dev=None, batch_size: int = 1024) -> torch.Tensor:
-    """Logits of ``model`` (eval mode, autocast) for uint8 images (N, H, W), in order, batch by
-    batch (no augmentation); returned as float32 on the CPU."""
+def batched_logits(
+    model, images, dev=None, batch_size: int = 1024, precision: str = "auto"
+) -> torch.Tensor:
+    """Logits of ``model`` (eval mode, autocast as ``precision`` says) for uint8 images
+    (N, H, W), in order, batch by batch (no augmentation); returned as float32 on the CPU."""
     dev = dev or next(model.parameters()).device
     model.eval()
     outs = []
     for i in range(0, len(images), batch_size):
         x = to_input(torch.from_numpy(np.array(images[i : i + batch_size])), dev)  # a copy
-        with autocast(dev):
+        with autocast(dev, precision):
             outs.append(model(x).float().cpu())
     return torch.cat(outs) if outs else torch.zeros(0)
 

@@ -54,6 +54,12 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
     ero = -F.max_pool2d(-x, 3, 1, 1)
     x = torch.where(r < cfg.p_thick, 0.5 * x + 0.5 * dil, x)
     x = torch.where((r >= cfg.p_thick) & (r < cfg.p_thick + cfg.p_thin), 0.5 * x + 0.5 * ero, x)
+    if cfg.p_lowres > 0:  # written small or scanned coarsely, then scaled back up
+        f = float(_u(1, *cfg.lowres, gen, dev))
+        small = F.interpolate(x, size=(max(4, round(h * f)), max(4, round(w * f))), mode="area")
+        coarse = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+        r = torch.rand(b, 1, 1, 1, generator=gen, device=dev)
+        x = torch.where(r < cfg.p_lowres, coarse, x)
     r = torch.rand(b, 1, 1, 1, generator=gen, device=dev)
     blur = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
     x = torch.where(r < cfg.p_blur, blur, x)

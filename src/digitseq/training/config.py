@@ -20,6 +20,8 @@ class AugmentConfig:
     p_blur: float = 0.15  # 3x3 blur (scans, JPEG)
     gamma: float = 0.3  # ink intensity curve x ** g, g in [1 - gamma, 1 + gamma]
     noise: float = 0.05  # Gaussian noise std up to this
+    p_lowres: float = 0.0  # written small or scanned coarsely: down to lowres of the size, back up
+    lowres: tuple[float, float] = (0.3, 0.6)
     enabled: bool = True
 
     def to_dict(self) -> dict:
@@ -35,6 +37,8 @@ class TrainConfig:
     pad_to: int = 32  # line widths rounded up to this (few shapes: oneDNN builds one per shape)
     data: str | None = None  # a stored dataset folder instead of on-the-fly numbers
     p_drawn: float = 0.0  # share of on-the-fly digits redrawn with one round pen (data.drawn)
+    p_font: float = 0.0  # share drawn in the training handwriting fonts (data.fonts)
+    p_pen: float = 0.0  # share drawn from synthetic pen trajectories (data.strokes)
     epochs: int = 12
     steps_per_epoch: int = 500
     batch_size: int = 128
@@ -46,7 +50,8 @@ class TrainConfig:
     ema_decay: float = 0.998
     val_size: int = 5000
     patience: int = 0  # early stopping after this many epochs without val gain (0: off)
-    time_limit: float = 0.0  # minutes (0: none)
+    time_limit: float = 0.0  # minutes (0: none): a budget the LR schedule follows, resumes included
+    precision: str = "auto"  # auto (bf16 where the hardware has it) | bf16 | fp32
     seed: int = 0
     init: str | None = None  # start from these weights (a run or model folder): fine-tuning
     teacher: str | None = None  # a ctc reader (or ensemble) whose frame posteriors the model learns
@@ -62,7 +67,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         d = dict(d)
-        d["augment"] = AugmentConfig(**d.get("augment", {}))
+        aug = d.get("augment", {})
+        d["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                        for k, v in aug.items()})  # fmt: skip
         if "lengths" in d:
             d["lengths"] = tuple(d["lengths"])
         return cls(**d)
@@ -161,4 +168,25 @@ PRESETS["bundle-finetune-drawn"] = replace(PRESETS["bundle-finetune"], epochs=20
 # people write it, which the other layouts never show) and a fifth of the digits canvas-drawn
 PRESETS["bundle-finetune-spaced"] = replace(
     PRESETS["bundle-finetune"], layout="mix4", epochs=20, p_drawn=0.2
+)
+# the bundled reader, trained from scratch on a 2-core CPU inside one session (--time-limit is
+# the budget its schedule anneals within; ~1.9M numbers in 140 min with bf16): numbers as people
+# write them (most spaced by their ink), MNIST train digits beside pen-redrawn ones, training
+# fonts and synthetic pen trajectories, some written small
+PRESETS["bundle-cpu"] = replace(
+    PRESETS["bundle"],
+    hparams={"channels": [24, 48, 96], "hidden": 192, "context": 3, "dropout": 0.1},
+    layout="people",
+    p_drawn=0.12,
+    p_font=0.12,
+    p_pen=0.16,
+    epochs=80,
+    steps_per_epoch=400,
+    batch_size=64,
+    lr=2e-3,
+    warmup=0.03,
+    val_size=3000,
+    workers=1,
+    time_limit=140.0,
+    augment=replace(PRESETS["bundle"].augment, p_marker=0.15, p_lowres=0.15),
 )

@@ -22,12 +22,13 @@ import torch.distributed as dist
 from digitseq.core import files
 from digitseq.core.constants import IMG_W, N_DIGITS
 from digitseq.core.errors import DigitseqError
-from digitseq.data import drawn, loaders, mnist, storage
+from digitseq.data import drawn, fonts, loaders, mnist, storage, strokes
 from digitseq.models import checkpoint, registry
-from digitseq.models.devices import cpu_has_bf16, setup_distributed
+from digitseq.models.devices import setup_distributed, uses_bf16
 from digitseq.training.calibration import calibrate_run
 from digitseq.training.config import TrainConfig
 from digitseq.training.loop import (
+    Budget,
     Ema,
     make_scheduler,
     tensorboard_writer,
@@ -54,6 +55,7 @@ class Run:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     gen: torch.Generator
+    budget: Budget
     history: list[dict] = field(default_factory=list)
     start_epoch: int = 0
     best: float = -1.0
@@ -70,8 +72,11 @@ class Run:
 
 def build_data(cfg: TrainConfig, rank: int, world: int, mnist_dir):
     """(training batches, val batches) from on-the-fly numbers or a stored 5-digit dataset."""
-    if not 0 <= cfg.p_drawn < 1 or (cfg.data and cfg.p_drawn):
-        raise DigitseqError(f"p_drawn must be in [0, 1) with on-the-fly numbers, not {cfg.p_drawn}")
+    extra = cfg.p_drawn + cfg.p_font + cfg.p_pen
+    if min(cfg.p_drawn, cfg.p_font, cfg.p_pen) < 0 or extra >= 1 or (cfg.data and extra):
+        raise DigitseqError(
+            "p_drawn, p_font and p_pen must be >= 0 and sum to under 1, with on-the-fly numbers"
+        )
     if cfg.data:
         train = storage.load_split(Path(cfg.data), "train")
         val = storage.load_split(Path(cfg.data), "val")
@@ -88,12 +93,7 @@ def build_data(cfg: TrainConfig, rank: int, world: int, mnist_dir):
         )
         return batches, loaders.split_batches(val, cfg.val_size, pad_to=pad)
     m = mnist.load(mnist_dir)
-    timg, tlab, _ = mnist.split_pool(m, "train")
-    if cfg.p_drawn > 0:  # train digits redrawn with a round pen join the pool (not val's)
-        n = round(len(timg) * cfg.p_drawn / (1 - cfg.p_drawn))
-        cells, idx = drawn.drawn_pool(timg, n, np.random.default_rng([cfg.seed, 17]))
-        timg, tlab = np.concatenate([timg, cells]), np.concatenate([tlab, tlab[idx]])
-        log.info("%d train digits redrawn with a round pen (p_drawn %.2f)", len(idx), cfg.p_drawn)
+    timg, tlab = training_pool(cfg, *mnist.split_pool(m, "train")[:2])
     vpool, vlabels, _ = mnist.split_pool(m, "val")
     if registry.kind(cfg.arch) == "ctc":
         batches = loaders.LineBatches(
@@ -110,6 +110,37 @@ def build_data(cfg: TrainConfig, rank: int, world: int, mnist_dir):
     vimg, vlab, _ = loaders.fixed_set(vpool, vlabels, cfg.val_size, cfg.seed, cfg.layout)
     return batches, [loaders.fixed_batch(vimg[i : i + 1024].numpy(), vlab[i : i + 1024].numpy())
                      for i in range(0, len(vimg), 1024)]  # fmt: skip
+
+
+def training_pool(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray):
+    """MNIST train digits, plus the shares of the pool that ``p_drawn`` (train digits redrawn
+    with a round pen), ``p_font`` (digits of the training fonts) and ``p_pen`` (synthetic pen
+    trajectories) ask for. Val digits are never redrawn: val stays MNIST's."""
+    base = 1 - cfg.p_drawn - cfg.p_font - cfg.p_pen
+    parts, names = [(images, labels)], []
+
+    def share(p: float) -> int:
+        return round(len(images) * p / base)
+
+    if cfg.p_drawn > 0:
+        cells, idx = drawn.drawn_pool(
+            images, share(cfg.p_drawn), np.random.default_rng([cfg.seed, 17])
+        )
+        parts.append((cells, labels[idx]))
+        names.append(f"{len(idx)} redrawn with a round pen")
+    if cfg.p_font > 0:
+        parts.append(
+            fonts.font_cells(
+                fonts.fetch(), share(cfg.p_font), np.random.default_rng([cfg.seed, 18])
+            )
+        )
+        names.append(f"{share(cfg.p_font)} from {len(fonts.FAMILIES)} training fonts")
+    if cfg.p_pen > 0:
+        parts.append(strokes.stroke_cells(share(cfg.p_pen), np.random.default_rng([cfg.seed, 19])))
+        names.append(f"{share(cfg.p_pen)} drawn from pen trajectories")
+    if names:
+        log.info("training pool: %d MNIST train digits + %s", len(images), ", ".join(names))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def build(cfg: TrainConfig, out: Path, device: str) -> Run:
@@ -152,7 +183,9 @@ def build(cfg: TrainConfig, out: Path, device: str) -> Run:
     )
     gen = torch.Generator(device=dev).manual_seed(cfg.seed * 1000 + rank)
     ema = Ema(model, cfg.ema_decay) if cfg.ema else None
-    run = Run(cfg, out, rank, world, dev, model, net, ema, opt, make_scheduler(opt, cfg), gen)
+    budget = Budget(cfg.time_limit)
+    sched = make_scheduler(opt, cfg, budget)
+    run = Run(cfg, out, rank, world, dev, model, net, ema, opt, sched, gen, budget)
     run.teacher = load_teacher(cfg, dev)
     return run
 
@@ -183,6 +216,7 @@ def restore(run: Run) -> None:
     gen = state["generator"]
     run.gen.set_state(gen.to("cpu") if run.dev.type == "cpu" else gen)
     run.start_epoch, run.best = int(state["epoch"]) + 1, float(state["best"])
+    run.budget.before = float(state.get("seconds", 0.0))
     run.history = json.loads((run.out / "history.json").read_text())[: run.start_epoch]
 
 
@@ -196,7 +230,7 @@ def write_config(run: Run) -> None:
             "device": str(run.dev),
             "world_size": run.world,
             "torch": torch.__version__,
-            "bf16": run.dev.type == "cuda" or cpu_has_bf16(),
+            "bf16": uses_bf16(run.dev, run.cfg.precision),
         },
     )
 
@@ -213,6 +247,7 @@ def save(run: Run, epoch: int, improved: bool) -> None:
         "generator": run.gen.get_state(),
         "epoch": epoch,
         "best": run.best,
+        "seconds": run.budget.spent(),
     }
     if run.ema is not None:
         state["ema"] = run.ema.state_dict()
@@ -232,7 +267,7 @@ def log_epoch(run: Run, row: dict, board) -> None:
         board.flush()
 
 
-def run_epoch(run: Run, epoch: int, stream, steps: int, val, deadline, progress: bool) -> dict:
+def run_epoch(run: Run, epoch: int, stream, steps: int, val, progress: bool) -> dict:
     """Train one epoch, validate the judged weights; returns the history row."""
     from digitseq.core.progress import progress_bar
 
@@ -244,12 +279,12 @@ def run_epoch(run: Run, epoch: int, stream, steps: int, val, deadline, progress:
     ) as bar:  # fmt: skip
         row = train_one_epoch(
             run.net, itertools.islice(stream, steps), run.opt, run.sched, run.ema, cfg, run.dev,
-            run.gen, bar, deadline, run.teacher,
+            run.gen, bar, run.budget, run.teacher,
         )  # fmt: skip
     return {
         "epoch": epoch + 1,
         **row,
-        **validate(run.judged, val, registry.kind(cfg.arch), run.dev),
+        **validate(run.judged, val, registry.kind(cfg.arch), run.dev, cfg.precision),
         "lr": run.sched.get_last_lr()[0],
         "seconds": round(time.perf_counter() - t0, 2),
     }
@@ -264,10 +299,14 @@ def fit(
     progress: bool = True,
 ) -> Path:
     out = Path(out)
-    if resume and not (out / "last.pth").is_file():
+    started = (out / "last.pth").is_file()  # a run killed before its first epoch saved nothing
+    if resume and not started and not (out / "config.json").is_file():
         raise DigitseqError(f"nothing to resume: {out / 'last.pth'} does not exist")
+    if resume and not started:
+        log.info("%s was stopped before its first epoch: starting it over", out)
+        resume = False
     run = build(cfg, out, device)
-    if run.main and not resume and (out / "config.json").exists():
+    if run.main and not resume and started:
         raise DigitseqError(f"{out} already holds a run (use --resume, or another --out)")
     if run.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -276,13 +315,12 @@ def fit(
     batches, val = build_data(cfg, run.rank, run.world, mnist_dir)
     if run.main:
         write_config(run)
-    deadline = time.time() + cfg.time_limit * 60 if cfg.time_limit else None
     board = tensorboard_writer(out / "tensorboard") if run.main else None
     batches.set_epochs(run.start_epoch, cfg.epochs)
     stream = iter(loaders.loader(batches, cfg.workers, run.dev.type == "cuda"))
     stale = 0
     for epoch in range(run.start_epoch, cfg.epochs):
-        row = run_epoch(run, epoch, stream, len(batches), val, deadline, progress)
+        row = run_epoch(run, epoch, stream, len(batches), val, progress)
         run.history.append(row)
         improved = row["val_seq_acc"] > run.best
         run.best, stale = (row["val_seq_acc"], 0) if improved else (run.best, stale + 1)
@@ -292,8 +330,8 @@ def fit(
         if cfg.patience and stale >= cfg.patience:
             log.info("early stop: no val gain in %d epochs", cfg.patience)
             break
-        if deadline and time.time() > deadline:
-            log.info("time limit reached after epoch %d", epoch + 1)
+        if run.budget.spent_out():
+            log.info("time budget spent after epoch %d (the schedule ends there)", epoch + 1)
             break
     if run.main and (out / "best.pth").is_file():
         cal = calibrate_run(out, val, run.dev)

@@ -57,10 +57,11 @@ def score(pred: list[str], true: list[str]) -> tuple[int, int, int]:
 
 
 def train_one_epoch(
-    model, loader, opt, sched, ema, cfg, dev, gen, bar=None, deadline=None, teacher=None
+    model, loader, opt, sched, ema, cfg, dev, gen, bar=None, budget=None, teacher=None
 ):
-    """One pass over ``loader``; with a ``teacher`` (a CTC reader on the same frame grid) the
-    loss adds ``cfg.distill`` times the KL from its frame posteriors on the same augmented lines."""
+    """One pass over ``loader`` (stopped early when the ``budget`` clock runs out); with a
+    ``teacher`` (a CTC reader on the same frame grid) the loss adds ``cfg.distill`` times the KL
+    from its frame posteriors on the same augmented lines."""
     kind = registry.kind(cfg.arch)
     model.train()
     tot_loss = right = errors = chars = n = 0
@@ -69,11 +70,11 @@ def train_one_epoch(
         x = augment(to_input(img, dev), cfg.augment, gen)
         digits, lengths = digits.to(dev, non_blocking=True), lengths.to(dev)
         on_dev = widths.to(dev)
-        with autocast(dev):
+        with autocast(dev, cfg.precision):
             logits = model(x)  # (B, 5, 10) or (B, T, 11)
         loss = batch_loss(kind, logits, digits, lengths, on_dev, cfg.label_smoothing)
         if teacher is not None:
-            with torch.no_grad(), autocast(dev):
+            with torch.no_grad(), autocast(dev, cfg.precision):
                 soft = teacher(x)
             loss = loss + cfg.distill * distill_loss(logits, soft, lengths, frame_counts(on_dev))
         opt.zero_grad(set_to_none=True)
@@ -95,29 +96,29 @@ def train_one_epoch(
                 rate=f"{n / (time.perf_counter() - t0):.0f}/s",
                 refresh=False,  # tqdm redraws at its own interval (rarely off a terminal)
             )
-        if deadline and time.time() > deadline:
+        if budget is not None and budget.spent_out():
             break
     n = max(n, 1)
     return {
         "train_loss": tot_loss / n,
-        "train_digit_acc": 1 - errors / max(chars, 1),
+        "train_digit_acc": max(0.0, 1 - errors / max(chars, 1)),
         "train_seq_acc": right / n,
     }
 
 
 @torch.no_grad()
-def validate(model, batches: list[tuple], kind: str, dev) -> dict:
+def validate(model, batches: list[tuple], kind: str, dev, precision: str = "auto") -> dict:
     """Loss and accuracies on a fixed set of batches, in order, no augmentation. Digit accuracy
     is 1 - CER (edit distance per true digit): for equal-length readings, per-position accuracy."""
     tot_loss = right = errors = chars = n = 0
     for img, digits, lengths, widths in batches:
-        logits = batched_logits(model, img, dev, batch_size=len(img))
+        logits = batched_logits(model, img, dev, batch_size=len(img), precision=precision)
         tot_loss += batch_loss(kind, logits, digits, lengths, widths).item() * len(img)
         r, e, c = score(read_strings(kind, logits, widths), true_strings(digits, lengths))
         right, errors, chars, n = right + r, errors + e, chars + c, n + len(img)
     return {
         "val_loss": tot_loss / n,
-        "val_digit_acc": 1 - errors / max(chars, 1),
+        "val_digit_acc": max(0.0, 1 - errors / max(chars, 1)),
         "val_seq_acc": right / n,
     }
 
@@ -156,15 +157,38 @@ class Ema:
         self.updates = int(state["updates"])
 
 
-def make_scheduler(opt, cfg: TrainConfig):
-    total = cfg.epochs * cfg.steps_per_epoch
-    warm = max(1, int(cfg.warmup * total))
+class Budget:
+    """The wall-clock budget of a time-limited run (``minutes`` 0: none), counted across
+    resumes: ``spent`` seconds so far (restored from last.pth) plus this process's time."""
 
-    def factor(step: int) -> float:  # linear warm-up, then cosine to 1% of the peak
-        if step < warm:
-            return (step + 1) / warm
-        t = min(1.0, (step - warm) / max(1, total - warm))
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
+    def __init__(self, minutes: float, spent: float = 0.0):
+        self.seconds, self.before, self.t0 = minutes * 60, spent, time.perf_counter()
+
+    def spent(self) -> float:
+        return self.before + time.perf_counter() - self.t0
+
+    def fraction(self) -> float:
+        return min(1.0, self.spent() / self.seconds) if self.seconds else 0.0
+
+    def spent_out(self) -> bool:
+        return bool(self.seconds) and self.spent() >= self.seconds
+
+
+def lr_factor(progress: float, warmup: float) -> float:
+    """Linear warm-up over the first ``warmup`` of the run, then cosine to 1% of the peak."""
+    if progress < warmup:
+        return max(progress, 1e-3) / warmup
+    t = min(1.0, (progress - warmup) / max(1e-9, 1 - warmup))
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def make_scheduler(opt, cfg: TrainConfig, budget: Budget):
+    """The LR follows the run's progress: the larger of the share of steps done and, with a time
+    limit, the share of the time budget spent, so a run cut by time ends annealed."""
+    total = cfg.epochs * cfg.steps_per_epoch
+
+    def factor(step: int) -> float:
+        return lr_factor(max((step + 1) / total, budget.fraction()), cfg.warmup)
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 

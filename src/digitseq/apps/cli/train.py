@@ -24,7 +24,8 @@ OPTION_HELP = {
     "batch_size": "numbers per batch",
     "lr": "peak learning rate",
     "val_size": "val numbers for model selection",
-    "time_limit": "stop after this many minutes",
+    "time_limit": "a time budget in minutes: the LR schedule anneals within it, then the run stops",
+    "precision": "auto (bf16 where the CPU/GPU has it) | bf16 | fp32",
     "patience": "early stopping: epochs without val gain",
     "seed": "random seed",
     "workers": "data-loader worker processes",
@@ -33,6 +34,8 @@ OPTION_HELP = {
     "teacher": "distillation: also learn this CTC reader's (or ensemble's) frame posteriors",
     "distill": "with --teacher: weight of the distillation loss beside CTC",
     "p_drawn": "share of training digits redrawn with one round pen, as the app's canvas draws",
+    "p_font": "share of training digits drawn in the training handwriting fonts",
+    "p_pen": "share of training digits drawn from synthetic pen trajectories",
 }
 
 
@@ -54,6 +57,8 @@ def add_parser(sub) -> None:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif name == "layout":
             p.add_argument(flag, choices=LAYOUTS, help=text)
+        elif name == "precision":
+            p.add_argument(flag, choices=("auto", "bf16", "fp32"), help=text)
         else:
             convert = {"int": positive_int, "float": float, "str": str, "str | None": str}[kind]
             if name in ("patience", "seed", "workers"):
