@@ -10,16 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from digitseq.core import files
 from digitseq.core.paths import bundled_models_dir
-from digitseq.data import drawn, loaders, mnist
+from digitseq.data import drawn, fonts, loaders, mnist
 from digitseq.models import checkpoint
 from digitseq.models.onnx_export import export_onnx
 from digitseq.training import calibration
+from digitseq.training.config import TrainConfig
+from digitseq.training.fit import training_pool
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_accuracy import accuracy_report  # noqa: E402
@@ -59,6 +62,11 @@ def main() -> None:
     m = mnist.load()
     vpool, vlab, _ = mnist.split_pool(m, "val")
     tr = cfg["train"]
+    # calibrated on val numbers with the run's own kinds of digits: MNIST val digits, and (as
+    # the run trained) some redrawn with a round pen, in training fonts and from pen
+    # trajectories, all drawn afresh (other seeds than training's), none from a held-out set
+    vcfg = replace(TrainConfig.from_dict(tr), seed=tr["seed"] + 1000)
+    vpool, vlab = training_pool(vcfg, vpool, vlab)
     val = loaders.line_set(vpool, vlab, 10_000, tr["seed"], tr["layout"], tuple(tr["lengths"]))
     cal = calibration.calibrate_weights(out / "weights.pth", out / "config.json", val)
     print("calibration", cal)
@@ -76,7 +84,8 @@ def main() -> None:
         "hardware": args.hardware,
         "training_seconds": round(sum(r["seconds"] for r in history)),
         "epochs": len(history),
-        "numbers_seen": len(history) * tr["steps_per_epoch"] * tr["batch_size"],
+        "numbers_seen": sum(r.get("numbers", tr["steps_per_epoch"] * tr["batch_size"])
+                            for r in history),  # fmt: skip
         "best_epoch": best["epoch"],
         "val_seq_acc": round(best["val_seq_acc"], 5),
         "val_digit_acc": round(best["val_digit_acc"], 5),
@@ -90,13 +99,23 @@ def main() -> None:
 
 
 def drawn_note(tr: dict) -> str:
-    p = tr.get("p_drawn", 0.0)
-    if not p:
-        return ""
-    lo, hi = drawn.PEN_RATIO
-    return (f"; {p:.0%} of the training digits redrawn with one round pen "
-            f"(`digitseq.data.drawn`: their centre line, a pen {100 * lo:.0f}-{hi:.0%} of the digit's "
-            "height, brought back to MNIST's stroke range as preprocessing does)")  # fmt: skip
+    notes = []
+    if tr.get("p_drawn"):
+        lo, hi = drawn.PEN_RATIO
+        notes.append(f"{tr['p_drawn']:.0%} of the training digits redrawn with one round pen "
+                     f"(`digitseq.data.drawn`: their centre line, a pen {100 * lo:.0f}-{hi:.0%} "
+                     "of the digit's height, brought back to MNIST's stroke range as "
+                     "preprocessing does)")  # fmt: skip
+    if tr.get("p_font"):
+        notes.append(f"{tr['p_font']:.0%} drawn in the {len(fonts.FAMILIES)} training "
+                     "handwriting fonts (`digitseq.data.fonts`, npm @fontsource)")  # fmt: skip
+    if tr.get("p_pen"):
+        notes.append(f"{tr['p_pen']:.0%} drawn from synthetic pen trajectories "
+                     "(`digitseq.data.strokes`)")  # fmt: skip
+    if tr.get("augment", {}).get("p_lowres"):
+        notes.append(f"{tr['augment']['p_lowres']:.0%} of the lines written small "
+                     "(down to 30-60% of their size and back up)")  # fmt: skip
+    return "".join("; " + n for n in notes)
 
 
 def pct(x: float) -> str:
@@ -143,7 +162,7 @@ probable number of that length instead. Used by every command when no `--model` 
 |---|---|
 | architecture | `ctc` {json.dumps(hp)} ({cfg["parameters"]:,} parameters) |
 | command | `{card["trained_with"]}` |
-| data | fresh numbers of 1-12 digits generated on the fly from MNIST training digits 0-49,999, layout `{tr["layout"]}` (seed / natural / touching digits, gaps down to -8 px), batches of one length padded to a multiple of {tr["pad_to"]} px{drawn_note(tr)}; batch augmentation {json.dumps(tr["augment"])} |
+| data | fresh numbers of 1-12 digits generated on the fly from MNIST training digits 0-49,999, layout `{tr["layout"]}` (`digitseq.data.compose.LAYOUT_MIXES`), batches of one length padded to a multiple of {tr["pad_to"]} px{drawn_note(tr)}; batch augmentation {json.dumps(tr["augment"])} |
 | model selection | {selection} |
 | training | {card["numbers_seen"]:,} numbers in {card["training_seconds"]} s on {card["hardware"]}, bf16 autocast, CTC loss in fp32, AdamW lr {tr["lr"]} with warm-up + cosine, EMA {tr["ema_decay"]}{"; started from " + card["started_from"] if card.get("started_from") else ""} |
 | calibration | temperature {cfg["calibration"]["temperature"]} fitted on `val` (CTC NLL {cfg["calibration"]["val_nll_before"]:.4f} -> {cfg["calibration"]["val_nll_after"]:.4f}); the confidence of a reading is the calibrated probability of the whole string |

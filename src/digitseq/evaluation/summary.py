@@ -123,11 +123,13 @@ def summary_text(ev: Evaluation) -> str:
     """The compact table printed by ``digitseq evaluate``."""
     lines = [
         f"{ev.name} ({ev.info['arch']}) on {ev.split.name}: {ev.metrics['n']:,} sequences",
-        f"{'layout':<8}{'n':>8}{'seq acc':>10}{'digit acc':>11}{'CER':>8}{'ECE':>8}{'acc@95%':>10}",
+        f"{'layout':<8}{'n':>8}{'seq acc':>10}{'± 95% CI':>10}{'digit acc':>11}{'CER':>8}"
+        f"{'ECE':>8}{'acc@95%':>10}",
     ]
     for name, g in groups(ev.metrics):
+        half = 1.96 * (g["seq_acc"] * (1 - g["seq_acc"]) / max(g["n"], 1)) ** 0.5
         lines.append(
-            f"{name:<8}{g['n']:>8,}{pct(g['seq_acc']):>10}{pct(g['digit_acc']):>11}"
+            f"{name:<8}{g['n']:>8,}{pct(g['seq_acc']):>10}{pct(half):>10}{pct(g['digit_acc']):>11}"
             f"{pct(g['cer']):>8}{g['ece']:>8.4f}{pct(g['accuracy_at_coverage']['0.95']):>10}"
         )
     return "\n".join(lines)

@@ -109,11 +109,16 @@ PRESETS = {
         workers=0,
         augment=LINE_AUGMENT,
     ),
-    # make demo: a CTC reader for 1-12 digits, ~11 minutes (~33 s an epoch) on 2 CPU cores
+    # make demo: a CTC reader for 1-12 digits on 2 CPU cores, numbers as people write them
+    # (no fonts: those need npm). 20 epochs take ~11 minutes with bf16; `make demo` gives it a
+    # 10-minute budget that its schedule anneals within, so a CPU without bf16 (half the
+    # speed or less) ends annealed after fewer numbers
     "demo": TrainConfig(
         arch="ctc",
         hparams={"channels": [16, 32, 64], "hidden": 128, "context": 2, "dropout": 0.05},
-        layout="mix3",
+        layout="people",
+        p_drawn=0.1,
+        p_pen=0.1,
         lengths=(1, 12),
         epochs=20,
         steps_per_epoch=300,

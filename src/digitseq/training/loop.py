@@ -98,8 +98,9 @@ def train_one_epoch(
             )
         if budget is not None and budget.spent_out():
             break
-    n = max(n, 1)
+    seen, n = n, max(n, 1)
     return {
+        "numbers": seen,  # fewer than an epoch's when the time budget ran out
         "train_loss": tot_loss / n,
         "train_digit_acc": max(0.0, 1 - errors / max(chars, 1)),
         "train_seq_acc": right / n,
@@ -206,7 +207,8 @@ def write_history(out: Path, history: list[dict]) -> None:
     files.write_json(out / "history.json", history)
     buf = io.StringIO()
     if history:
-        w = csv.DictWriter(buf, fieldnames=list(history[0]))
+        keys = list(dict.fromkeys(k for row in history for k in row))  # rows of older versions
+        w = csv.DictWriter(buf, fieldnames=keys)
         w.writeheader()
         w.writerows(history)
     files.atomic_write_text(out / "history.csv", buf.getvalue())
