@@ -91,8 +91,21 @@ def read_all(
                 continue
             window.popleft()
             yield from assemble(head, readings)
+    except BaseException:  # a stop signal, or the reader closed early: do not finish chunks
+        stop(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def stop(pool: ProcessPoolExecutor) -> None:
+    """End the workers now (SIGTERM each, then wait for it): chunks in flight are dropped."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.join(10)
 
 
 def submit(pool: ProcessPoolExecutor, c: Chunk, spec: ReaderSpec) -> None:

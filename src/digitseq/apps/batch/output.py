@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from digitseq.core.errors import DigitseqError
+from digitseq.core.lifeline import held
 
 _SIMPLE = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
@@ -148,10 +149,11 @@ class JsonlOutput:
     def write(self, records: Iterable[dict]) -> None:
         data = "".join(json_line(r) + "\n" for r in records).encode("ascii")
         view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
-        os.fsync(self.fd)
+        with held():  # a stop signal waits for the chunk: the file never ends in a torn line
+            while view:
+                written = os.write(self.fd, view)
+                view = view[written:]
+            os.fsync(self.fd)
 
     def close(self) -> None:
         os.close(self.fd)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import numpy as np
 from digitseq.apps.batch.inputs import iter_items
 from digitseq.apps.batch.output import json_record
 from digitseq.apps.batch.work import finish, line_input, prepare_bytes, prepare_files
+from digitseq.core import reaper
 from digitseq.core.errors import DigitseqError
 from digitseq.core.progress import is_terminal
 from digitseq.reading.predictor import Reading
@@ -41,18 +44,36 @@ def ray_module():
     return ray
 
 
+_REAPER: list = []  # the reaper of the local cluster this process started (core.reaper)
+
+
 def init(num_cpus: int | None = None):
     """Join ``RAY_ADDRESS``'s cluster, or start a local one; reuse a running session."""
     ray = ray_module()
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS") or None
         kwargs = {} if address else {"num_cpus": num_cpus, "include_dashboard": False}
+        if not address:  # the cluster's agents outlive a driver killed with SIGKILL
+            _REAPER.append(reaper.start())
+        previous = signal.getsignal(signal.SIGTERM)
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **kwargs)
+        if callable(previous) and threading.current_thread() is threading.main_thread():
+            # ray.init put in its own handler (sys.exit at once, even mid-write); the CLI's
+            # (core.lifeline.stop_raises) also unwinds, but never inside a write, and the
+            # cluster is shut down on the way out (shutdown below)
+            signal.signal(signal.SIGTERM, previous)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # output order = input order, as --jobs
     ctx.enable_progress_bars = is_terminal(sys.stderr)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     return ray
+
+
+def shutdown() -> None:
+    """Stop the local cluster this process started (nothing for a joined one)."""
+    if _REAPER:
+        ray_module().shutdown()
+        reaper.stop(_REAPER.pop())
 
 
 # --- the stages -----------------------------------------------------------------------------------
@@ -131,7 +152,7 @@ class Reader:
 
 def dataset(
     sources: Iterable[str], model, backend: str, recursive: bool, min_confidence,
-    include_abstained: bool, batch_size: int, digits=None,
+    include_abstained: bool, batch_size: int, digits=None, num_cpus: int | None = None,
 ):  # fmt: skip
     """The lazy Ray Dataset of records for ``sources`` (nothing runs until it is consumed)."""
     from digitseq.reading.predictor import Predictor
@@ -140,7 +161,7 @@ def dataset(
     probe.check_digits(digits)
     line = line_input(probe)
     del probe
-    ray = init()
+    ray = init(num_cpus)
     local, remote = [], []
     for s in sources:
         (remote if "://" in str(s) else local).append(str(s))
@@ -179,18 +200,25 @@ def dataset(
 def read(
     sources: Iterable[str], model, backend: str, recursive: bool, min_confidence,
     include_abstained: bool, batch_size: int, parquet_dir: str | Path | None = None, digits=None,
+    num_cpus: int | None = None,
 ) -> Iterator[dict]:  # fmt: skip
     """Records in input order, streamed to the driver; with ``parquet_dir``, the cluster writes
     them there as Parquet instead, and this yields only each file's ``error`` (for the count)."""
-    ds = dataset(sources, model, backend, recursive, min_confidence, include_abstained, batch_size)
-    if parquet_dir is not None:
-        ds.write_parquet(str(parquet_dir))
-        written = ray_module().data.read_parquet(str(parquet_dir)).select_columns(["error"])
-        for table in written.iter_batches(batch_format="pyarrow", batch_size=None):
-            yield from table.to_pylist()  # {"error": ...} per file: the caller counts them
-        return
-    for table in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        for rec in table.to_pylist():
-            if rec.get("file_bytes", "") is None:
-                del rec["file_bytes"]
-            yield rec
+    try:
+        ds = dataset(
+            sources, model, backend, recursive, min_confidence, include_abstained, batch_size,
+            digits, num_cpus,
+        )  # fmt: skip
+        if parquet_dir is not None:
+            ds.write_parquet(str(parquet_dir))
+            written = ray_module().data.read_parquet(str(parquet_dir)).select_columns(["error"])
+            for table in written.iter_batches(batch_format="pyarrow", batch_size=None):
+                yield from table.to_pylist()  # {"error": ...} per file: the caller counts them
+            return
+        for table in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            for rec in table.to_pylist():
+                if rec.get("file_bytes", "") is None:
+                    del rec["file_bytes"]
+                yield rec
+    finally:
+        shutdown()

@@ -5,13 +5,13 @@ preprocess) and ``finish`` (the model on a whole batch, where a Predictor is loa
 from __future__ import annotations
 
 import os
+import signal
 import sys
-import threading
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from digitseq.core.lifeline import exit_with_parent
 from digitseq.reading import predictor as reading
 from digitseq.reading.predictor import Reading
 
@@ -56,17 +56,12 @@ def read_files(paths: list[str], spec: ReaderSpec) -> list[Reading]:
 def init_worker(parent: int) -> None:
     """A worker process uses one thread (the cores are shared by the workers themselves), and
     exits when ``parent`` is gone: a pool's idle workers would otherwise outlive a main process
-    killed with SIGKILL, waiting forever on a queue they themselves hold open."""
+    killed with SIGKILL, waiting forever on a queue they themselves hold open. Ctrl-C reaches
+    the whole process group: the workers leave it to the main process, which stops them."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    threading.Thread(target=watch, args=(parent,), daemon=True, name="watch-parent").start()
-
-
-def watch(parent: int, every_s: float = 1.0) -> None:
-    while True:
-        time.sleep(every_s)
-        if os.getppid() != parent:  # re-parented: the main process died
-            os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent(parent, signal.SIGKILL)
 
 
 def line_input(predictor) -> bool:

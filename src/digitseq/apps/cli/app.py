@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import subprocess
+import sys
 from pathlib import Path
 
 
@@ -28,7 +28,11 @@ def run(args: argparse.Namespace) -> int:
     env.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")
     if args.runs_dir:
         env["DIGITSEQ_RUNS_DIR"] = str(args.runs_dir)
-    print(f"digitseq app on http://{args.host}:{args.port}")
+    print(f"digitseq app on http://{args.host}:{args.port}", flush=True)
     # Headless: Streamlit then never asks its first-run "Email:" question (which blocks forever
     # without a terminal) nor tries to open a browser; the URL is printed above.
-    return subprocess.call(streamlit_command(args.port, args.host, headless=True), env=env)
+    command = streamlit_command(args.port, args.host, headless=True)
+    # Streamlit replaces this process (same pid): a process manager's SIGTERM reaches the server
+    # itself. A child started with subprocess.call kept serving when only its parent was killed.
+    sys.stderr.flush()
+    os.execvpe(command[0], command, env)

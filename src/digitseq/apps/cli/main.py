@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from digitseq import __version__
@@ -45,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"digitseq: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM where a command turns it into Stopped
         print("digitseq: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(e, "signum", signal.SIGINT)
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         print(f"digitseq: error: {e.strerror}: {e.filename}", file=sys.stderr)
         return 2

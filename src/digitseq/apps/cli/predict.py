@@ -14,6 +14,7 @@ from digitseq.apps.batch.inputs import iter_items, read_list
 from digitseq.apps.batch.output import JsonlOutput, json_line, name_key, text_line
 from digitseq.apps.cli.options import digit_range, positive_int, probability
 from digitseq.core.errors import DigitseqError
+from digitseq.core.lifeline import stop_raises
 from digitseq.core.progress import is_terminal, progress_bar
 
 
@@ -59,8 +60,9 @@ def add_parser(sub) -> None:
     )
     batch = p.add_argument_group("many files")
     batch.add_argument(
-        "--jobs", "-j", type=positive_int, default=default_jobs(),
-        help="processes that decode and preprocess (default: every core)",
+        "--jobs", "-j", type=positive_int,
+        help="processes that decode and preprocess (default: every core; with --engine ray, "
+        "the CPUs of the local cluster it starts)",
     )  # fmt: skip
     batch.add_argument("--recursive", "-r", action="store_true", help="read sub-folders too")
     batch.add_argument(
@@ -92,6 +94,8 @@ def check(args: argparse.Namespace) -> str:
         raise DigitseqError("--format parquet needs --engine ray and --output")
     if args.resume and args.engine == "ray":
         raise DigitseqError("--resume works with --engine local only")
+    if args.jobs is not None and args.engine == "ray" and os.environ.get("RAY_ADDRESS"):
+        raise DigitseqError("--jobs sizes a local Ray cluster: RAY_ADDRESS's cluster has its own")
     return fmt
 
 
@@ -103,19 +107,25 @@ def sources(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    with stop_raises():  # SIGTERM unwinds like Ctrl-C: workers stopped, --output whole
+        return read_and_write(args)
+
+
+def read_and_write(args: argparse.Namespace) -> int:
     fmt = check(args)
     quiet = getattr(args, "quiet", False)
     if hasattr(sys.stdout, "reconfigure"):  # a name the encoding cannot show must not stop us
         sys.stdout.reconfigure(errors="backslashreplace")
     include_abstained = args.min_confidence is not None
     done: set[int] = set()  # keys of the files already in --output (filled below, before use)
+    readings = None
     if args.engine == "ray":
         from digitseq.apps.batch import ray_engine
 
         records = ray_engine.read(
             sources(args), args.model, args.backend, args.recursive, args.min_confidence,
             include_abstained, args.batch_size, args.output if fmt == "parquet" else None,
-            args.digits,
+            args.digits, args.jobs,
         )  # fmt: skip
     else:
         from digitseq.apps.batch.local import read_all
@@ -123,10 +133,11 @@ def run(args: argparse.Namespace) -> int:
 
         model = str(args.model) if args.model is not None else None
         spec = ReaderSpec(model, args.backend, args.digits, args.min_confidence)
-        if args.jobs == 1:
+        jobs = args.jobs or default_jobs()
+        if jobs == 1:
             loaded(spec)  # a bad model or --digits: one line before anything is read
         items = skip_done(iter_items(sources(args), args.recursive), done)
-        readings = read_all(items, spec, args.jobs, args.batch_size)
+        readings = read_all(items, spec, jobs, args.batch_size)
         records = (r.to_json(include_abstained) for r in readings)
     out = None
     if args.output is not None and fmt == "jsonl":
@@ -140,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         total, failed = write(records, fmt, out, bar, args.batch_size)
     finally:
+        for stream in (records, readings):  # stops the workers now when writing stopped early
+            if stream is not None:
+                stream.close()
         if out is not None:
             out.close()
         if bar is not None:

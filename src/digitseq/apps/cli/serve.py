@@ -33,7 +33,12 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn  # the web stack is imported only when serving: `predict` starts fast
 
-    from digitseq.apps.serve.app import ServeSettings, check_bindable, create_app
+    from digitseq.apps.serve.app import (
+        SUPERVISOR_ENV,
+        ServeSettings,
+        check_bindable,
+        create_app,
+    )
     from digitseq.apps.serve.guard import GuardedProtocol, Limits
 
     settings = ServeSettings.from_env()
@@ -67,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
     # that this supervising parent never holds a model (~310 MB) it does not use.
     announce(args, validate_model_elsewhere(settings))
     os.environ.update(settings.to_env())  # the workers are new processes: pass settings down
+    # uvicorn's supervisor stops its workers on SIGTERM; killed with SIGKILL it cannot, so each
+    # worker watches that this process is still its parent (app_from_env).
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
     uvicorn.run(
         "digitseq.apps.serve.app:app_from_env",
         factory=True,

@@ -44,6 +44,7 @@ from digitseq.reading.predictor import parse_digits
 log = logging.getLogger("digitseq.apps.serve.app")
 MB = 1024 * 1024
 RAW_TYPES = ("image/", "application/octet-stream")
+SUPERVISOR_ENV = "DIGITSEQ_SUPERVISOR_PID"  # set by `digitseq serve --workers N` for its workers
 
 
 @dataclass(frozen=True)
@@ -479,7 +480,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn factory for ``--workers N``: each worker process builds its app from the env."""
+    """uvicorn factory for ``--workers N``: each worker process builds its app from the env,
+    and stops (SIGTERM: uvicorn's graceful stop) when the supervisor that started it dies."""
+    from digitseq.core.lifeline import exit_with_parent
+
+    supervisor = os.environ.get(SUPERVISOR_ENV, "")
+    if supervisor.isdigit():
+        exit_with_parent(int(supervisor))
     return create_app(ServeSettings.from_env())
 
 
