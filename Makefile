@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export DIGITSEQ_HOME ?= $(HOME)/.cache/digitseq
 
-.PHONY: demo test bench install browser lint clean-venv
+.PHONY: demo test bench bench-peers install browser lint clean-venv
 
 install: $(STAMP)
 
@@ -30,7 +30,8 @@ test: install browser
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
-# One benchmark at a time (they share the cores); each prints a JSON line last.
+# Every performance benchmark, one at a time (they share the cores); each prints a JSON line
+# last. The one-off experiments (bench_levers, bench_realistic_factors) are not run here.
 bench: install
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_train.py
@@ -45,6 +46,17 @@ bench: install
 	$(PY) benchmarks/bench_batch.py
 	$(PY) benchmarks/bench_serve.py --requests 1000
 	$(PY) benchmarks/bench_hostile.py
+	@$(MAKE) --no-print-directory bench-peers
+
+# digitseq beside RapidOCR (benchmarks/README.md): the bench extra holds RapidOCR, which reading
+# never uses; the held-out font set needs Debian's fonts (installed here when run as root).
+PEER_FONTS := fonts-dkg-handwriting fonts-breip fonts-bwht fonts-dancingscript \
+	fonts-femkeklaver fonts-humor-sans fonts-comic-neue
+bench-peers: install
+	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
+	@dpkg -s $(PEER_FONTS) >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] \
+		|| apt-get install -y -q $(PEER_FONTS) >/dev/null
+	$(PY) benchmarks/bench_peers.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks scripts
