@@ -1,8 +1,11 @@
-"""Read numbers from images: ``Predictor.load(path).predict(images)`` and ``digitseq predict``.
+"""Read numbers of any length from images: ``Predictor.load(path).predict(images)`` and
+``digitseq predict``.
 
-Two backends run the same preprocessed (N, 1, 28, 140) input: torch (the checkpoint) and
-onnxruntime (an exported ``.onnx`` file, or the model exported in memory on load).
-Confidence = product of the five per-digit maximum softmax probabilities.
+Two backends run the same preprocessed (N, 1, 28, W) lines: onnxruntime (the default: an
+exported ``.onnx`` file, or the model exported in memory on load) and torch (the checkpoint).
+For the CTC line reader the confidence is the calibrated probability of the whole string (CTC
+forward algorithm), with per-digit confidences and each digit's span; the 5-digit baselines
+read five 28-px cells and multiply their five per-digit maximum softmax probabilities.
 """
 
 from __future__ import annotations
