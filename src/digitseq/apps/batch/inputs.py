@@ -8,6 +8,7 @@ a symlink loop, a FIFO or a device named like an image each become an error entr
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import stat
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from digitseq.reading.predictor import Reading
 from digitseq.reading.preprocess import IMAGE_SUFFIXES
 
+NUL_IN_NAME = "a NUL byte in the name: not a path (a list from find -print0? use one per line)"
 Item = Path | Reading  # a path to read, or the finished (error) reading of an input
 
 
@@ -61,6 +63,9 @@ def iter_items(inputs: Iterable[str | Path], recursive: bool = False) -> Iterato
             st = p.stat()
         except OSError as e:
             yield Reading(file=str(p), error=stat_error(p, e))
+            continue
+        except ValueError:  # a NUL byte: no file name holds one
+            yield Reading(file=str(p), error=NUL_IN_NAME)
             continue
         if stat.S_ISDIR(st.st_mode):
             yield from walk(p, recursive, ancestors=())
@@ -114,25 +119,42 @@ def walk(folder: Path, recursive: bool, ancestors: tuple) -> Iterator[Item]:
         yield Reading(file=str(folder), error=f"no image files in {where} ({kinds})")
 
 
+MAX_LIST_LINE = 4096  # bytes: PATH_MAX on Linux; a longer line is no path
+
+
 def read_list(source: str) -> Iterator[str]:
     """The paths in a text file, one per line (``-``: standard input), streamed; blank lines
-    are skipped. Lines are decoded like file names (undecodable bytes kept as surrogates)."""
+    are skipped. Lines are decoded like file names (undecodable bytes kept as surrogates).
+    A file, a pipe or a FIFO; never a device (``/dev/zero`` is an endless line)."""
+    from digitseq.core.errors import DigitseqError
+
     if source == "-":
-        stream = sys.stdin.buffer
-        yield from _lines(stream)
+        yield from _lines(sys.stdin.buffer, "standard input")
         return
     try:
         f = open(source, "rb")  # noqa: SIM115 - closed below; a generator holds it open
+        mode = os.fstat(f.fileno()).st_mode
     except OSError as e:
-        from digitseq.core.errors import DigitseqError
-
         raise DigitseqError(f"cannot read the list {source}: {e.strerror}") from None
     with f:
-        yield from _lines(f)
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            raise DigitseqError(f"the list {source} is not a file: {not_a_file(mode)}")
+        yield from _lines(f, source)
 
 
-def _lines(stream) -> Iterator[str]:
-    for raw in stream:
+def _lines(stream, source: str) -> Iterator[str]:
+    from digitseq.core.errors import DigitseqError
+
+    for number in itertools.count(1):
+        raw = stream.readline(MAX_LIST_LINE + 1)
+        if not raw:
+            return
+        if len(raw) > MAX_LIST_LINE:
+            hint = " (paths separated by NUL, as find -print0 writes? use one per line)"
+            raise DigitseqError(
+                f"line {number} of the list {source} is over {MAX_LIST_LINE} bytes: not a path"
+                + (hint if b"\0" in raw else "")
+            )
         line = raw.rstrip(b"\r\n")
         if line.strip():
             yield os.fsdecode(line)

@@ -17,14 +17,18 @@ File names are bytes on POSIX; Python holds the bytes that are not UTF-8 as lone
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
+import itertools
 import json
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from digitseq.core.errors import DigitseqError
 from digitseq.core.lifeline import held
+from digitseq.reading.predictor import JSON_KEYS
 
 _SIMPLE = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
@@ -95,18 +99,37 @@ def source_name(record: dict) -> str:
 
 
 def name_key(name: str) -> int:
-    """A 64-bit key per file name: resume holds 1,000,000 done files in ~60 MB, not ~200."""
+    """A 64-bit key per file, by its absolute path with symlinks resolved (``small/a.png`` and
+    ``$PWD/small/a.png`` are one file): resume holds 1,000,000 done files in ~60 MB, not ~200."""
+    try:
+        name = os.path.realpath(name)
+    except (ValueError, OSError):  # a NUL byte: no file has that name, keep the spelling
+        pass
     raw = name.encode("utf-8", "surrogateescape")
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little")
 
 
 # --- the resumable output file -------------------------------------------------------------------
 
+MAX_LINE = 1 << 16  # bytes: a reading of 64 digits with a 4096-byte name takes ~10 KB
+READING_KEYS = frozenset(JSON_KEYS)
+OPTIONAL_KEYS = frozenset({"abstained", "file_bytes"})
+
+
+def is_reading(rec) -> bool:
+    """Whether a parsed JSONL line is a reading as predict writes it (its keys exactly)."""
+    return (
+        isinstance(rec, dict)
+        and READING_KEYS <= rec.keys() <= READING_KEYS | OPTIONAL_KEYS
+        and isinstance(rec["file"], str)
+    )
+
 
 class JsonlOutput:
     """An append-only JSONL file written a chunk at a time: one ``write`` of whole lines, then
-    ``fsync``. A kill can leave at most a partial last line; ``open(resume=True)`` drops it and
-    returns the keys of the files already written."""
+    ``fsync``, never cut by a stop signal. A SIGKILL can leave at most a partial last line;
+    ``open(resume=True)`` drops it and returns the keys of the files already written. The file
+    is locked (``flock``) while open: a second predict on it is refused."""
 
     def __init__(self, path: Path, fd: int):
         self.path = path
@@ -115,33 +138,64 @@ class JsonlOutput:
     @classmethod
     def open(cls, path: Path, resume: bool) -> tuple[JsonlOutput, set[int]]:
         path = Path(path)
-        done: set[int] = set()
-        if path.exists() and not resume:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: the existence check and the creation are one step (no check-then-open race);
+        # O_NONBLOCK: a FIFO is refused below instead of waiting for a reader
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK
+        try:
+            if resume and path.exists() and not path.is_file():
+                raise DigitseqError(f"{path} is not a regular file: --output writes a file")
+            fd = os.open(path, flags | (0 if resume else os.O_EXCL), 0o666)
+        except FileExistsError:
             raise DigitseqError(
                 f"{path} already exists: pass --resume to continue it, or remove it first"
-            )
-        if resume and path.exists():
-            done = cls.scan(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+            ) from None
+        except OSError as e:
+            raise DigitseqError(f"cannot write {path}: {e.strerror}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise DigitseqError(f"{path} is not a regular file: --output writes a file")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DigitseqError(
+                    f"{path} is being written by another digitseq predict: wait for it to end"
+                ) from None
+            done = cls.scan(path) if resume else set()
+        except BaseException:
+            os.close(fd)
+            raise
         return cls(path, fd), done
 
     @staticmethod
     def scan(path: Path) -> set[int]:
-        """Cut a partial last line off ``path``; the keys of the files it holds."""
+        """Cut a partial last line off ``path``; the keys of the files it holds. Anything but
+        predict's own output is refused (its first line must be a reading), never cut."""
         done: set[int] = set()
         good = 0  # bytes up to the end of the last complete, valid line
         with open(path, "rb") as f:
-            for number, raw in enumerate(f, 1):
-                if not raw.endswith(b"\n"):
-                    break  # torn by a kill mid-write (only the last line can be): dropped
-                try:
-                    done.add(name_key(source_name(json.loads(raw))))
-                except (ValueError, KeyError, TypeError, AttributeError):
+            for number in itertools.count(1):
+                raw = f.readline(MAX_LINE + 1)
+                if len(raw) > MAX_LINE:
                     raise DigitseqError(
-                        f"{path} line {number} is not a reading: not an output of predict?"
-                    ) from None
+                        f"{path} line {number} is over {MAX_LINE} bytes: not an output of predict"
+                    )
+                if not raw.endswith(b"\n"):
+                    break  # the end, or a line torn by a kill mid-write (only the last can be)
+                try:
+                    rec = json.loads(raw)
+                except ValueError:
+                    rec = None
+                if not is_reading(rec):
+                    raise DigitseqError(
+                        f"{path} line {number} is not a reading: not an output of predict"
+                    )
+                done.add(name_key(source_name(rec)))
                 good += len(raw)
+            if raw and not good:  # one line, unended: nothing shows it is predict's
+                raise DigitseqError(
+                    f"{path} does not start with a reading line: not an output of predict"
+                )
         if good != path.stat().st_size:
             os.truncate(path, good)
         return done
@@ -150,10 +204,13 @@ class JsonlOutput:
         data = "".join(json_line(r) + "\n" for r in records).encode("ascii")
         view = memoryview(data)
         with held():  # a stop signal waits for the chunk: the file never ends in a torn line
-            while view:
-                written = os.write(self.fd, view)
-                view = view[written:]
-            os.fsync(self.fd)
+            try:
+                while view:
+                    written = os.write(self.fd, view)
+                    view = view[written:]
+                os.fsync(self.fd)
+            except OSError as e:  # a full disk (ENOSPC), a quota: one line
+                raise DigitseqError(f"cannot write {self.path}: {e.strerror}") from None
 
     def close(self) -> None:
         os.close(self.fd)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -52,6 +53,26 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         print(f"digitseq: error: {e.strerror}: {e.filename}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `digitseq predict folder | head -2`: the reader left, so do we
+        silence_stdout()
+        return 128 + signal.SIGPIPE
+    except OSError as e:  # e.g. a full disk (ENOSPC) under standard output
+        where = f": {e.filename}" if e.filename else ""
+        print(f"digitseq: error: cannot write: {e.strerror or e}{where}", file=sys.stderr)
+        silence_stdout()
+        return 2
+
+
+def silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's flush at exit does not
+    fail a second time (and print its own traceback)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # captured (tests): nothing to silence
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,9 @@ def add_parser(sub) -> None:
         "--from-list", metavar="FILE", help="a text file of paths, one per line ('-': stdin)"
     )
     batch.add_argument(
-        "--output", "-o", help="write JSONL here, fsynced chunk by chunk (resumable)"
+        "--output",
+        "-o",
+        help="write JSONL here, fsynced chunk by chunk (resumable); '-': standard output",
     )
     batch.add_argument(
         "--resume", action="store_true", help="skip the files already in --output, append the rest"
@@ -86,17 +88,33 @@ def check(args: argparse.Namespace) -> str:
     if not args.inputs and args.from_list is None:
         raise DigitseqError("nothing to read: name images or folders, or pass --from-list FILE")
     fmt = args.format or ("jsonl" if args.output else "text")
+    if args.output == "-":  # standard output, as the format says (jsonl unless told)
+        if args.resume or fmt == "parquet":
+            raise DigitseqError("--output - is standard output: no --resume, no parquet")
+        args.output = None
     if args.resume and args.output is None:
         raise DigitseqError("--resume continues an --output file: pass --output FILE.jsonl")
     if args.output is not None and fmt == "text":
         raise DigitseqError("--output writes jsonl (or parquet with --engine ray), not text")
     if fmt == "parquet" and (args.engine != "ray" or args.output is None):
         raise DigitseqError("--format parquet needs --engine ray and --output")
+    if fmt == "parquet" and "://" not in args.output and has_files(Path(args.output)):
+        raise DigitseqError(  # a second run would add a second set of readings beside the first
+            f"{args.output} already holds files: remove it or choose another folder"
+        )
     if args.resume and args.engine == "ray":
         raise DigitseqError("--resume works with --engine local only")
     if args.jobs is not None and args.engine == "ray" and os.environ.get("RAY_ADDRESS"):
         raise DigitseqError("--jobs sizes a local Ray cluster: RAY_ADDRESS's cluster has its own")
     return fmt
+
+
+def has_files(folder: Path) -> bool:
+    if not folder.exists():
+        return False
+    if not folder.is_dir():
+        raise DigitseqError(f"{folder} is not a folder: --format parquet writes a folder")
+    return any(folder.iterdir())
 
 
 def sources(args: argparse.Namespace):
