@@ -143,6 +143,38 @@ def test_draw_a_three_digit_number_with_the_mouse(page):
     sync_api.expect(page.get_by_text("each digit's columns boxed").first).to_be_visible()
 
 
+# centre lines of each digit (x, y) in a 40x90 box, y downward: as a person draws them quickly
+CLOSE_DIGITS = {
+    "1": [[(0, 0), (0, 90)]],
+    "2": [[(2, 15), (18, 0), (36, 8), (38, 28), (2, 90), (42, 90)]],
+    "3": [[(0, 10), (15, 0), (35, 8), (38, 25), (18, 45), (40, 60), (38, 80), (18, 90), (0, 82)]],
+    "4": [[(28, 0), (0, 60), (42, 60)], [(30, 25), (30, 90)]],
+    "5": [[(38, 0), (5, 0), (3, 40), (25, 35), (40, 60), (35, 82), (15, 90), (0, 80)]],
+    "6": [[(35, 0), (12, 30), (2, 62), (12, 90), (32, 88), (40, 68), (28, 50), (8, 56)]],
+    "9": [
+        [(38, 20), (20, 0), (2, 15), (5, 38), (25, 45), (40, 25), (40, 10)],
+        [(40, 20), (36, 90)],
+    ],
+}
+
+
+def test_draw_a_close_written_number_with_the_mouse(page):
+    """ "31415926" drawn with the mouse as people write it, each digit's ink a few pixels from
+    the next one's (a 1 is a bare stroke beside its neighbours): every digit is read."""
+    page.get_by_role("tab", name="Draw").click()
+    canvas = page.locator("canvas.upper-canvas")
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    x, top = box["x"] + 120, box["y"] + 25
+    for digit in "31415926":
+        lines = CLOSE_DIGITS[digit]
+        for line in lines:
+            stroke(page, [(x + px, top + py) for px, py in line])
+        x += max(px for line in lines for px, _ in line) + 14 + 5  # the pen (14 px) + 5 px
+    number = page.locator(".digitseq-number").first
+    sync_api.expect(number).to_have_text("31415926", timeout=TIMEOUT_MS)
+
+
 def test_corrupt_upload_shows_the_error(page):
     upload(page, "broken.png", b"\x89PNG\r\n\x1a\n this is not an image")
     error = page.get_by_text(re.compile(r"^Could not read broken\.png: "))
