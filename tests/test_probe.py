@@ -184,3 +184,135 @@ def test_output_dash_is_standard_output(capsys, tmp_path, monkeypatch):
     code, out, _ = run_cli(capsys, "predict", "--output", "-", SAMPLES[0])
     assert code == 0 and not (tmp_path / "-").exists()
     assert json.loads(out)["file"] == str(SAMPLES[0])
+
+
+# --- b) a model's kind follows from the model --------------------------------------------------
+
+
+def test_a_copied_onnx_model_without_its_sidecar_is_still_a_line_reader(capsys, tmp_path):
+    """Before: ``cp model.onnx reader.onnx`` was decoded as five digit heads
+    (``00070000008000000600000080000005500``) and ``--digits`` was ignored."""
+    from digitseq.core.paths import bundled_model_dir
+    from digitseq.reading.predictor import Predictor
+
+    original = bundled_model_dir() / "model.onnx"
+    if not original.is_file():
+        pytest.skip("the bundled model has no model.onnx")
+    reader = tmp_path / "reader.onnx"
+    reader.write_bytes(original.read_bytes())
+    assert Predictor.load(reader).kind == "ctc"
+    want = Predictor.load(original).read(SAMPLES[0]).digits
+    code, out, _ = run_cli(capsys, "predict", "--model", reader, SAMPLES[0])
+    assert code == 0 and out.split("\t")[1] == want
+    code, out, _ = run_cli(capsys, "predict", "--model", reader, "--digits", "3", SAMPLES[0])
+    assert code == 0 and len(out.split("\t")[1]) in (1, 3)  # 3 digits, or '-' if unsure
+
+    (tmp_path / "reader.onnx.json").write_text(json.dumps({"model": {"kind": "fixed"}}))
+    code, _, err = run_cli(capsys, "predict", "--model", reader, SAMPLES[0])
+    assert_one_line_error(code, err, "5-digit model", "line reader")
+
+
+def tiny_onnx(path: Path, nan: bool = False, classes: int = 11) -> Path:
+    """An ONNX model (N, 1, 28, W) -> (N, W, classes): the right shape for a line reader
+    with ``classes`` 11 (NaN everywhere with ``nan``), a wrong one otherwise."""
+    from onnx import TensorProto, helper, save
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 28, "width"])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=0),  # (N, 28, W)
+        helper.make_node("Transpose", ["m"], ["t"], perm=[0, 2, 1]),  # (N, W, 28)
+        helper.make_node("Slice", ["t", "start", "end", "axis"], ["s"]),  # (N, W, classes)
+        helper.make_node("Mul", ["s", "scale"], ["logits"]),
+    ]
+    consts = [
+        helper.make_tensor("start", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("end", TensorProto.INT64, [1], [classes]),
+        helper.make_tensor("axis", TensorProto.INT64, [1], [2]),
+        helper.make_tensor("scale", TensorProto.FLOAT, [], [float("nan") if nan else 1.0]),
+    ]
+    graph = helper.make_graph(nodes, "tiny", [x], [y], initializer=consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    save(model, str(path))
+    return path
+
+
+# --- g) a model that cannot read is refused at load ----------------------------------------------
+
+
+@pytest.mark.parametrize("nan, classes, words", [(False, 7, "outputs shape"), (True, 11, "NaN")])
+def test_an_onnx_model_of_the_wrong_shape_or_with_nan_outputs_is_refused(
+    capsys, tmp_path, nan, classes, words
+):
+    pytest.importorskip("onnx")
+    model = tiny_onnx(tmp_path / "bad.onnx", nan=nan, classes=classes)
+    code, _, err = run_cli(capsys, "predict", "--model", model, SAMPLES[0])
+    assert_one_line_error(code, err, words)
+    code, _, err = run_cli(capsys, "serve", "--model", model, "--port", "0")
+    assert_one_line_error(code, err, words)  # before: /healthz ok, and 500 to every read
+
+
+def test_the_service_does_not_start_with_an_unusable_model(tmp_path):
+    pytest.importorskip("onnx")
+    from fastapi.testclient import TestClient
+
+    from digitseq.apps.serve.app import ServeSettings, create_app
+    from digitseq.core.errors import DigitseqError
+
+    settings = ServeSettings(model=str(tiny_onnx(tmp_path / "nan.onnx", nan=True)))
+    with pytest.raises(DigitseqError, match="NaN"), TestClient(create_app(settings)):
+        pass
+
+
+# --- c) EXIF orientation ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [1, 20], ids=["small", "large-jpeg-draft"])
+def test_a_photo_stored_sideways_is_read_upright(tmp_path, scale):
+    """Orientation=8: before, read as ``1`` at 0.94 (the line seen standing up)."""
+    import io
+
+    from PIL import Image
+
+    from digitseq.reading.predictor import Predictor
+
+    predictor = Predictor.load()
+    upright = Image.open(SAMPLES[0]).convert("L")
+    upright = upright.resize((upright.width * scale, upright.height * scale))
+    stored = upright.transpose(Image.Transpose.ROTATE_270)  # what the phone wrote
+    exif = Image.Exif()
+    exif[0x0112] = 8  # "rotate 90 degrees clockwise to show"
+    buf = io.BytesIO()
+    stored.save(buf, "JPEG", exif=exif.tobytes(), quality=95)
+    want = predictor.read(upright)
+    got = predictor.read(buf.getvalue())
+    assert got.digits == want.digits and len(want.digits) == 5
+    assert got.spans[-1][1] <= upright.width  # spans in the picture as shown
+
+
+# --- d) --engine ray honours --digits and --jobs ------------------------------------------------
+
+
+def test_ray_with_jobs_and_a_cluster_address_is_refused(capsys, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "ray://example:10001")
+    code, _, err = run_cli(capsys, "predict", "--engine", "ray", "--jobs", "2", SAMPLES[0])
+    assert_one_line_error(code, err, "--jobs", "RAY_ADDRESS")
+
+
+@pytest.mark.slow
+def test_ray_engine_honours_digits(tmp_path):
+    """Before: ``--engine ray --digits 3`` read the five digits anyway."""
+    ray = pytest.importorskip("ray")
+    from digitseq.apps.batch import ray_engine
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        rows = list(
+            ray_engine.read([str(SAMPLES[0])], None, "onnx", False, None, False, 8, None, (3, 3))
+        )
+    finally:
+        ray.shutdown()
+    assert len(rows) == 1 and rows[0]["error"] is None
+    assert rows[0]["digits"] is None or len(rows[0]["digits"]) == 3
+    assert rows[0]["digits"] is not None or rows[0]["warning"].startswith("unsure")

@@ -125,7 +125,10 @@ class Predictor:
             from digitseq.models.inference import TorchBackend
 
             impl = TorchBackend(model)
-        return cls(impl, cfg, name, cfg["weights_path"])
+        predictor = cls(impl, cfg, name, cfg["weights_path"])
+        if probe(impl, str(p)) != predictor.kind:
+            raise DigitseqError(f"{p}: its outputs do not match its config.json's model.kind")
+        return predictor
 
     @classmethod
     def from_onnx(cls, path: Path, threads: int = 1) -> Predictor:
@@ -138,8 +141,22 @@ class Predictor:
                 cfg = json.loads(sidecar.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise DigitseqError(f"{sidecar} is not valid JSON") from None
+            if not isinstance(cfg, dict):
+                raise DigitseqError(f"{sidecar} is not a model description (a JSON object)")
         name = path.parent.name if path.name == "model.onnx" else path.stem  # models/<name>/
-        return cls(OnnxBackend(str(path), threads), cfg, name, str(path))
+        backend = OnnxBackend(str(path), threads)
+        # The kind follows from the model itself: a copy without its sidecar stays a line
+        # reader (it was decoded as five digit heads: 00070000008... for 67574)
+        kind = probe(backend, str(path))
+        model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+        claimed = cls(backend, cfg, name, str(path)).kind if model else None
+        if claimed is not None and claimed != kind:
+            raise DigitseqError(
+                f"{sidecar.name} describes a {KINDS.get(claimed, claimed)} but {path.name} is a "
+                f"{KINDS[kind]}: a sidecar of another model?"
+            )
+        cfg = {**cfg, "model": {**model, "kind": kind}}
+        return cls(backend, cfg, name, str(path))
 
     @property
     def info(self) -> dict:
@@ -251,6 +268,33 @@ class Predictor:
     def read(self, image, min_confidence=None, digits=None) -> Reading:
         """One image -> its Reading."""
         return self.predict([image], min_confidence, digits=digits)[0]
+
+
+KINDS = {"ctc": "line reader (N, T, 11)", "fixed": "5-digit model (N, 5, 10)"}
+
+
+def probe(backend, source: str) -> str:
+    """One forward pass on a blank 28x140 input: the model's kind from its output shape, or a
+    one-line error for a model that gives anything else, or NaN (it would read nothing, and a
+    service would answer 500 to every request while saying it is healthy)."""
+    try:
+        out = np.asarray(backend(np.zeros((1, 1, IMG_H, IMG_W), np.float32)))
+    except Exception as e:  # noqa: BLE001 - onnxruntime / torch raise their own types
+        raise DigitseqError(
+            f"{source} does not run on a 1x1x{IMG_H}x{IMG_W} input: {one_line(e)}"
+        ) from None
+    if out.ndim == 3 and out.shape[0] == 1 and out.shape[1] >= 1 and out.shape[2] == 11:
+        kind = "ctc"
+    elif out.shape == (1, N_DIGITS, 10):
+        kind = "fixed"
+    else:
+        raise DigitseqError(
+            f"{source} outputs shape {out.shape}: not a digitseq reader (expected "
+            f"(N, T, 11) or (N, {N_DIGITS}, 10))"
+        )
+    if not np.isfinite(out).all():
+        raise DigitseqError(f"{source} outputs NaN or infinity on a blank input: unusable")
+    return kind
 
 
 MAX_DIGITS = 64

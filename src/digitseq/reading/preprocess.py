@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from digitseq.core.constants import DIGIT_SIZE, IMG_H, IMG_W, N_DIGITS
 from digitseq.core.errors import DigitseqError, one_line
@@ -97,7 +97,7 @@ def decode(f: io.BytesIO) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"corrupt image header ({one_line(e)})") from None
     check_size(im.size)
-    im.info[FULL_WIDTH] = im.width  # before any reduction: spans are given in the file's pixels
+    full_w, full_h = im.size  # before any reduction: spans are given in the file's pixels
     fmt = im.format or "image"
     try:
         im.seek(0)  # GIF / TIFF / WebP: the first frame
@@ -108,6 +108,8 @@ def decode(f: io.BytesIO) -> Image.Image:
             scale = WORK_SIDE / side
             im.draft("L", (max(1, round(im.width * scale)), max(1, round(im.height * scale))))
         im.load()
+        turned = orientation(im) in (5, 6, 7, 8)  # a phone photo stored sideways: shown upright
+        im.info[FULL_WIDTH] = full_h if turned else full_w  # the width of the picture as shown
         if max(im.size) > 2 * WORK_SIDE and im.mode in REDUCIBLE:
             # Other formats decode whole; reduce at once so only one full-size copy ever
             # exists, and the full one is freed before any conversion or float work.
@@ -115,11 +117,23 @@ def decode(f: io.BytesIO) -> Image.Image:
             small.format, small.info = im.format, im.info
             im.close()
             im = small
+        if orientation(im) not in (0, 1):
+            upright = ImageOps.exif_transpose(im)
+            upright.format, upright.info[FULL_WIDTH] = im.format, im.info[FULL_WIDTH]
+            im = upright
     except Image.DecompressionBombError:
         raise ImageError(BOMB) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"corrupt or truncated {fmt} file ({one_line(e)})") from None
     return im
+
+
+def orientation(im: Image.Image) -> int:
+    """The EXIF Orientation tag (1: upright; 0: none or unreadable)."""
+    try:
+        return int(im.getexif().get(0x0112, 0) or 0)
+    except Exception:  # noqa: BLE001 - a broken EXIF block: read the pixels as stored
+        return 0
 
 
 def check_size(size: tuple[int, int]) -> None:
