@@ -23,6 +23,7 @@ OPTION_HELP = {
     "steps_per_epoch": "optimizer steps per epoch",
     "batch_size": "numbers per batch",
     "lr": "peak learning rate",
+    "warmup": "share of the run (steps or time budget) the LR warms up over",
     "val_size": "val numbers for model selection",
     "time_limit": "a time budget in minutes: the LR schedule anneals within it, then the run stops",
     "precision": "auto (bf16 where the CPU/GPU has it) | bf16 | fp32",
