@@ -42,3 +42,15 @@ def ink_boxes(patches):
         cols.argmax(-1),
         cols.shape[-1] - 1 - cols[..., ::-1].argmax(-1),
     )
+
+
+def warp_and_place(layout: str, digit_images, d, p, t=None):
+    """What ``compose_lines`` does to one group of numbers of one length in ``layout`` (not
+    seed), given their draws ``d``: (patches (n, L, 28, 28), x0 (n, L), y0 (n, L), widths (n,))."""
+    from digitseq.data import layouts, warp
+
+    t = t or layouts.TouchingParams()
+    lid, length = layouts.LAYOUT_IDS[layout], digit_images.shape[1]
+    centres = layouts.centres(lid, length, d, t)
+    patches, left, top, ink = warp.warp_digits(digit_images, d, p, centres)
+    return (patches, *layouts.place(lid, length, d, left, top, ink))

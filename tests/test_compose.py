@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import ink_boxes
+from helpers import ink_boxes, warp_and_place
 
-from digitseq.data import compose, mnist
+from digitseq.data import compose, layouts, mnist, numbers, warp
 
-IDENTITY = compose.NaturalParams(
+IDENTITY = layouts.NaturalParams(
     scale=(1.0, 1.0),
     rotation_deg=0.0,
     shear=0.0,
@@ -36,10 +36,10 @@ def hand_stitch(images: np.ndarray, idx: np.ndarray) -> np.ndarray:
 def test_seed_layout_is_a_byte_exact_stitch_of_the_drawn_digits(pool):
     images, labels = pool
     rng = np.random.default_rng(1)
-    out, digits, idx, layouts = compose.generate_fixed(images, labels, 300, rng, layout="seed")
+    out, digits, idx, lay = compose.generate_fixed(images, labels, 300, rng, layout="seed")
     assert out.shape == (300, 28, 140) and out.dtype == np.uint8
     assert digits.shape == (300, 5) and digits.dtype == np.uint8
-    assert (layouts == compose.LAYOUT_IDS["seed"]).all()
+    assert (lay == layouts.LAYOUT_IDS["seed"]).all()
     np.testing.assert_array_equal(out, hand_stitch(images, idx))
     np.testing.assert_array_equal(labels[idx], digits)  # each digit image shows its label
 
@@ -47,43 +47,41 @@ def test_seed_layout_is_a_byte_exact_stitch_of_the_drawn_digits(pool):
 def test_fast_stitch_equals_the_plain_one(pool):
     images, _ = pool
     idx = np.random.default_rng(2).integers(0, len(images), size=(257, 5))
-    np.testing.assert_array_equal(
-        compose.stitch_seed(images, idx), compose.compose_seed(images[idx])
-    )
+    np.testing.assert_array_equal(warp.stitch_seed(images, idx), warp.compose_seed(images[idx]))
 
 
 def test_numbers_are_uniform_and_leading_zero_is_an_option(pool):
     images, labels = pool
-    digits, idx = compose.sample_fixed(labels, 20_000, np.random.default_rng(3))
+    digits, idx = numbers.sample_fixed(labels, 20_000, np.random.default_rng(3))
     np.testing.assert_array_equal(labels[idx], digits)
     for pos in range(5):  # each position: every digit about 10% (expected 2,000 each)
         counts = np.bincount(digits[:, pos], minlength=10)
         assert counts.min() > 1_750 and counts.max() < 2_250, (pos, counts)
-    no_zero, _ = compose.sample_fixed(labels, 20_000, np.random.default_rng(3), leading_zero=False)
+    no_zero, _ = numbers.sample_fixed(labels, 20_000, np.random.default_rng(3), leading_zero=False)
     assert no_zero[:, 0].min() == 1 and no_zero[:, 0].max() == 9
     assert (no_zero[:, 1:] == 0).any()  # only the first digit is restricted
 
 
 def test_digit_images_are_drawn_from_the_whole_class(pool):
     images, labels = pool
-    _, idx = compose.sample_fixed(labels, 20_000, np.random.default_rng(4))
+    _, idx = numbers.sample_fixed(labels, 20_000, np.random.default_rng(4))
     used = np.unique(idx)
     assert len(used) > 0.99 * len(labels) * (1 - np.exp(-10))  # 100,000 draws from 10,000
 
 
 def test_mixed_is_about_half_and_half(pool):
     images, labels = pool
-    _, _, _, layouts = compose.generate_fixed(images, labels, 4000, np.random.default_rng(5))
-    assert set(np.unique(layouts)) == {0, 1}
-    assert 0.46 < layouts.mean() < 0.54
+    _, _, _, lay = compose.generate_fixed(images, labels, 4000, np.random.default_rng(5))
+    assert set(np.unique(lay)) == {0, 1}
+    assert 0.46 < lay.mean() < 0.54
 
 
 def test_natural_differs_from_seed_but_shows_the_same_number(pool):
     images, labels = pool
     rng = np.random.default_rng(6)
-    out, digits, idx, layouts = compose.generate_fixed(images, labels, 1000, rng, layout="natural")
-    assert (layouts == compose.LAYOUT_IDS["natural"]).all()
-    seed = compose.compose_seed(images[idx])
+    out, digits, idx, lay = compose.generate_fixed(images, labels, 1000, rng, layout="natural")
+    assert (lay == layouts.LAYOUT_IDS["natural"]).all()
+    seed = warp.compose_seed(images[idx])
     assert (out != seed).any(axis=(1, 2)).mean() > 0.99
     np.testing.assert_array_equal(labels[idx], digits)
     ink = out.astype(np.float64).sum() / seed.astype(np.float64).sum()
@@ -94,23 +92,22 @@ def test_natural_with_every_range_zero_is_the_seed_layout(pool):
     """Warp and paste are exact: no shift, blur or off-by-one when nothing is randomized."""
     images, labels = pool
     rng = np.random.default_rng(7)
-    _, idx = compose.sample_fixed(labels, 500, rng)
-    out = compose.compose_natural(images[idx], rng, IDENTITY)
-    np.testing.assert_array_equal(out, compose.compose_seed(images[idx]))
+    out, _, idx, _ = compose.generate_fixed(images, labels, 500, rng, "natural", params=IDENTITY)
+    np.testing.assert_array_equal(out, hand_stitch(images, idx))
 
 
 @pytest.mark.parametrize(
     "params",
-    [compose.NaturalParams(), compose.NaturalParams(vertical_jitter=8.0, scale=(1.0, 1.2))],
+    [layouts.NaturalParams(), layouts.NaturalParams(vertical_jitter=8.0, scale=(1.0, 1.2))],
     ids=["default", "strong-jitter"],
 )
 def test_natural_keeps_all_ink_inside_the_canvas(pool, params):
     images, labels = pool
     rng = np.random.default_rng(8)
     n = 2000
-    _, idx = compose.sample_fixed(labels, n, rng)
-    draws = compose.natural_draws(n, rng, params)
-    patches, x0, y0 = compose.natural_patches(images[idx], draws, params)
+    _, idx = numbers.sample_fixed(labels, n, rng)
+    draws = layouts.natural_draws(n, rng, params)
+    patches, x0, y0, _ = warp_and_place("natural", images[idx], draws, params)
     top, bottom, left, right = ink_boxes(patches)
     has_ink = (patches > 0).any(axis=(2, 3))
     assert has_ink.all()
@@ -118,7 +115,7 @@ def test_natural_keeps_all_ink_inside_the_canvas(pool, params):
     assert (x0 + left >= 0).all() and (x0 + right <= 139).all()
     assert (np.diff(x0, axis=1) > 0).all()  # digits stay in reading order
     # The paste loses nothing: every patch's ink is in the image (max-merged where they overlap).
-    out = compose.paste(patches, x0, y0)
+    out = warp.paste(patches, x0, y0)
     ref = np.zeros((n, 28 + 60, 140 + 60), np.uint8)
     for j in range(0, n, 97):
         for k in range(5):
@@ -130,16 +127,16 @@ def test_natural_keeps_all_ink_inside_the_canvas(pool, params):
 
 def test_natural_varies_what_it_promises(pool):
     images, labels = pool
-    p = compose.NaturalParams()
+    p = layouts.NaturalParams()
     rng = np.random.default_rng(9)
     n = 2000
-    _, idx = compose.sample_fixed(labels, n, rng)
-    d = compose.natural_draws(n, rng, p)
+    _, idx = numbers.sample_fixed(labels, n, rng)
+    d = layouts.natural_draws(n, rng, p)
     assert d["scale"].min() >= p.scale[0] and d["scale"].max() <= p.scale[1]
     assert np.abs(np.rad2deg(d["angle"])).max() <= p.rotation_deg
     assert np.abs(d["dy"]).max() <= p.vertical_jitter
     assert d["margin"].max() <= p.margin
-    patches, x0, y0 = compose.natural_patches(images[idx], d, p)
+    patches, x0, y0, _ = warp_and_place("natural", images[idx], d, p)
     gaps = np.diff(x0, axis=1)  # 28 = edge to edge; less overlaps, more leaves a gap
     assert gaps.min() < 24 and gaps.max() > 32
     assert len(np.unique(y0)) >= 5  # vertical jitter
@@ -165,5 +162,5 @@ def test_same_seed_same_images_other_seed_other_images(pool):
 def test_natural_params_round_trip_through_json():
     import json
 
-    p = compose.NaturalParams(scale=(0.7, 1.0), rotation_deg=5.0)
-    assert compose.NaturalParams.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    p = layouts.NaturalParams(scale=(0.7, 1.0), rotation_deg=5.0)
+    assert layouts.NaturalParams.from_dict(json.loads(json.dumps(p.to_dict()))) == p

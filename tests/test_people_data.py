@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from digitseq.data import compose, fonts, strokes
+from digitseq.data import fonts, layouts, strokes
 from digitseq.training.augment import augment
 from digitseq.training.config import AugmentConfig, TrainConfig
 from digitseq.training.fit import training_pool
@@ -78,10 +78,10 @@ def test_low_resolution_augmentation_blurs_lines_as_small_writing_does():
 
 
 def test_people_mix_spaces_most_numbers_by_their_ink():
-    ids = compose.draw_layouts("people", 20_000, np.random.default_rng(0))
+    ids = layouts.draw_layouts("people", 20_000, np.random.default_rng(0))
     share = np.bincount(ids, minlength=4) / len(ids)
-    assert abs(share[compose.LAYOUT_IDS["spaced"]] - 0.45) < 0.02
-    assert abs(share[compose.LAYOUT_IDS["seed"]] - 0.15) < 0.02
+    assert abs(share[layouts.LAYOUT_IDS["spaced"]] - 0.45) < 0.02
+    assert abs(share[layouts.LAYOUT_IDS["seed"]] - 0.15) < 0.02
 
 
 def test_the_training_pool_holds_the_shares_asked_for(mnist_data, monkeypatch):

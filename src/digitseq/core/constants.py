@@ -7,6 +7,6 @@ DIGIT_SIZE = 28  # MNIST digit side, pixels
 IMG_H = DIGIT_SIZE  # model input height
 IMG_W = DIGIT_SIZE * N_DIGITS  # fixed-length model input width (28 x 140)
 
-# how digits are placed (data/compose.py): four single layouts and three mixes of them
+# how digits are placed (data/layouts.py): four single layouts and three mixes of them
 LAYOUTS = ("seed", "natural", "touching", "spaced", "mixed", "mix3", "mix4", "people")
 SPLITS = ("train", "val", "test")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from digitseq.data import compose, storage
+from digitseq.data import compose, layouts, numbers, storage
 
 
 class SplitDataset(Dataset):
@@ -68,14 +68,14 @@ class StreamBatches(_Batches):
         seed,
         layout="mixed",
         rank=0,
-        params: compose.NaturalParams | None = None,
+        params: layouts.NaturalParams | None = None,
         leading_zero=True,
     ):
         super().__init__(steps, seed, rank)
         self.images, self.labels = images, labels
         self.batch_size, self.layout, self.params = batch_size, layout, params
         self.leading_zero = leading_zero
-        self.index = compose.class_index(labels)
+        self.index = numbers.class_index(labels)
 
     def batch(self, epoch: int, b: int):
         img, digits, _, _ = compose.generate_fixed(
@@ -106,7 +106,7 @@ class LineBatches(_Batches):
             lengths,
             pad_to,
         )
-        self.index = compose.class_index(labels)
+        self.index = numbers.class_index(labels)
 
     def batch(self, epoch: int, b: int):
         lines = compose.length_batch(

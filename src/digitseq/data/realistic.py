@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+from digitseq.core.constants import N_DIGITS
 from digitseq.core.errors import DigitseqError
-from digitseq.data import compose, mnist
+from digitseq.data import mnist, numbers
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def write_realistic_set(
     data: mnist.Mnist | None = None,
     params: RealisticParams | None = None,
     overwrite: bool = False,
-    lengths: tuple[int, int] = (compose.N_DIGITS, compose.N_DIGITS),
+    lengths: tuple[int, int] = (N_DIGITS, N_DIGITS),
 ) -> Path:
     """Write n realistic images plus labels.csv into ``out_dir`` (atomically, as one folder);
     each number's length uniform in ``lengths`` (lo, hi)."""
@@ -142,13 +143,13 @@ def write_realistic_set(
     p = params or RealisticParams()
     data = data or mnist.load()
     rng = np.random.default_rng([seed, 4])
-    lo, hi = compose.length_range(lengths)
-    if (lo, hi) == (compose.N_DIGITS, compose.N_DIGITS):  # the 5-digit set, draws as before
-        digits, idx = compose.sample_fixed(data.test_labels, n, rng)
-        lens = np.full(n, compose.N_DIGITS)
+    lo, hi = numbers.length_range(lengths)
+    if (lo, hi) == (N_DIGITS, N_DIGITS):  # the 5-digit set, draws as before
+        digits, idx = numbers.sample_fixed(data.test_labels, n, rng)
+        lens = np.full(n, N_DIGITS)
     else:
-        digits, lens, idx = compose.sample_numbers(data.test_labels, n, rng, (lo, hi))
-    labels = compose.labels_to_strings(digits, lens)
+        digits, lens, idx = numbers.sample_numbers(data.test_labels, n, rng, (lo, hi))
+    labels = numbers.labels_to_strings(digits, lens)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:

@@ -40,7 +40,8 @@ import numpy as np
 from digitseq.core.constants import DIGIT_SIZE, IMG_H, IMG_W, LAYOUTS, N_DIGITS, SPLITS
 from digitseq.core.errors import DigitseqError
 from digitseq.core.files import file_hash
-from digitseq.data import compose, mnist, target
+from digitseq.data import compose, mnist, numbers, target
+from digitseq.data.layouts import LAYOUT_IDS, LAYOUT_MIXES, NaturalParams, TouchingParams
 
 FORMAT_VERSION = 1  # 5-digit numbers, 28x140 (what every fixed-length reader takes)
 LINES_VERSION = 2  # numbers of any length, padded to one width per dataset
@@ -88,9 +89,9 @@ class GenerateConfig:
     seed: int = 0
     leading_zero: bool = True
     png: bool = False
-    natural: compose.NaturalParams = field(default_factory=compose.NaturalParams)
+    natural: NaturalParams = field(default_factory=NaturalParams)
     lengths: tuple[int, int] = (N_DIGITS, N_DIGITS)  # each number's length, uniform in [lo, hi]
-    touching: compose.TouchingParams = field(default_factory=compose.TouchingParams)
+    touching: TouchingParams = field(default_factory=TouchingParams)
 
     @property
     def fixed(self) -> bool:
@@ -105,7 +106,7 @@ class GenerateConfig:
         hi = int(self.lengths[1])
         width = DIGIT_SIZE * hi
         t = self.touching
-        layouts = compose.LAYOUT_MIXES.get(self.layout, {self.layout: 1.0})  # the ones it draws
+        layouts = LAYOUT_MIXES.get(self.layout, {self.layout: 1.0})  # the ones it draws
         if "touching" in layouts:
             step = t.pitch + max(t.gap_max, 0.0)
             touching = math.ceil(step * (hi - 1)) + DIGIT_SIZE + 2 * int(t.margin[1]) + 2
@@ -154,7 +155,7 @@ def write_split(
              in arrays.items()}  # fmt: skip
     png = PngWriter(folder / "png") if cfg.png else None
     images, labels, offset = mnist.split_pool(data, split)
-    index = compose.class_index(labels)
+    index = numbers.class_index(labels)
     rng = split_rng(cfg.seed, split)
     try:
         with progress_bar(total=n, desc=f"{split:>5}", unit="seq", disable=not progress) as bar:
@@ -210,12 +211,12 @@ class PngWriter:
         self.folder = folder
         self.csv = open(folder / "labels.csv", "w", newline="\n")
         self.csv.write("file,label,layout\n")
-        self.names = {v: k for k, v in compose.LAYOUT_IDS.items()}
+        self.names = {v: k for k, v in LAYOUT_IDS.items()}
 
     def write(self, start: int, chunk: dict[str, np.ndarray]):
         from PIL import Image
 
-        strings = compose.labels_to_strings(chunk["labels"], chunk["lengths"])
+        strings = numbers.labels_to_strings(chunk["labels"], chunk["lengths"])
         for i, label in enumerate(strings):
             name = f"{start + i:06d}.png"
             image = np.ascontiguousarray(chunk["images"][i, :, : int(chunk["widths"][i])])
@@ -261,18 +262,7 @@ def generate_dataset(
         for path in sorted(tmp.rglob("*")):
             if path.is_file():
                 files[path.relative_to(tmp).as_posix()] = file_hash(path)
-        manifest = {
-            "format": "digitseq-dataset",
-            "version": FORMAT_VERSION if cfg.fixed else LINES_VERSION,
-            "config": cfg.to_dict(),
-            "counts": {s: cfg.counts.get(s, 0) for s in SPLITS if cfg.counts.get(s, 0) > 0},
-            "image_shape": [IMG_H, IMG_W if cfg.fixed else cfg.width],
-            "mnist_sources": {s: list(v) for s, v in mnist.SPLIT_SOURCES.items()},
-            "mnist_md5": mnist.checksums(),
-            "files": files,
-        }
-        if not cfg.fixed:
-            manifest["lengths"] = [int(v) for v in cfg.lengths]  # Lmax = lengths[1]
+        manifest = dataset_manifest(cfg, files)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old")
@@ -289,6 +279,24 @@ def generate_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def dataset_manifest(cfg: GenerateConfig, files: dict[str, str]) -> dict:
+    """The manifest.json of a dataset built by ``cfg``: its format, config, counts, image shape,
+    MNIST sources and checksums, and ``files`` (relative path -> hash)."""
+    manifest = {
+        "format": "digitseq-dataset",
+        "version": FORMAT_VERSION if cfg.fixed else LINES_VERSION,
+        "config": cfg.to_dict(),
+        "counts": {s: cfg.counts.get(s, 0) for s in SPLITS if cfg.counts.get(s, 0) > 0},
+        "image_shape": [IMG_H, IMG_W if cfg.fixed else cfg.width],
+        "mnist_sources": {s: list(v) for s, v in mnist.SPLIT_SOURCES.items()},
+        "mnist_md5": mnist.checksums(),
+        "files": files,
+    }
+    if not cfg.fixed:
+        manifest["lengths"] = [int(v) for v in cfg.lengths]  # Lmax = lengths[1]
+    return manifest
 
 
 def check_config(cfg: GenerateConfig) -> None:
@@ -364,7 +372,7 @@ class Split:
     def strings(self, start: int = 0, stop: int | None = None) -> list[str]:
         """The numbers [start, stop) as digit strings, leading zeros kept."""
         sl = slice(start, stop)
-        return compose.labels_to_strings(np.asarray(self.labels[sl]), np.asarray(self.lengths[sl]))
+        return numbers.labels_to_strings(np.asarray(self.labels[sl]), np.asarray(self.lengths[sl]))
 
 
 def read_manifest(dataset: Path) -> dict:

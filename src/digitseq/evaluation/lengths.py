@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from digitseq.data import compose, mnist
+from digitseq.data import compose, mnist, numbers
 from digitseq.evaluation.metrics import calibration
 from digitseq.models import ctc_decode
 
@@ -42,7 +42,7 @@ def length_table(model, lengths=range(1, 13), n: int = 1000, layout: str = "natu
         rng = np.random.default_rng([seed, length, 7])
         lines = compose.generate(m.test_images, m.test_labels, n, rng, layout,
                                  lengths=(length, length), pad_to=32)  # fmt: skip
-        truth = compose.labels_to_strings(lines.digits, lines.lengths)
+        truth = numbers.labels_to_strings(lines.digits, lines.lengths)
         read, conf = read_lines(model, lines.images, lines.widths)
         row = length_row(read, truth, conf, length, layout)
         rows.append({**row, "seconds": round(time.perf_counter() - t0, 2)})

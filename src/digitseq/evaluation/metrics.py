@@ -18,7 +18,7 @@ from digitseq.core import paths
 from digitseq.core.constants import IMG_H, IMG_W, N_DIGITS
 from digitseq.core.errors import DigitseqError
 from digitseq.data import mnist, storage
-from digitseq.data.compose import LAYOUT_IDS
+from digitseq.data.layouts import LAYOUT_IDS
 from digitseq.models import checkpoint
 from digitseq.models.fixed_decode import sequence_confidence
 

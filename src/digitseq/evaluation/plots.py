@@ -13,7 +13,7 @@ from matplotlib.patches import FancyBboxPatch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from digitseq.core.constants import N_DIGITS
-from digitseq.data.compose import LAYOUT_IDS
+from digitseq.data.layouts import LAYOUT_IDS
 
 COLORS = {"all": "#444444", "seed": "#1f77b4", "natural": "#ff7f0e"}
 LAYOUT_NAMES = {v: k for k, v in LAYOUT_IDS.items()}

@@ -18,7 +18,7 @@ import numpy as np
 from digitseq.core import files, paths
 from digitseq.core.errors import DigitseqError
 from digitseq.data import storage
-from digitseq.data.compose import LAYOUT_IDS
+from digitseq.data.layouts import LAYOUT_IDS
 from digitseq.evaluation.lengths import length_figure, length_row, read_lines, table_markdown
 from digitseq.evaluation.metrics import (
     mnist_file,

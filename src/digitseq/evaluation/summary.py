@@ -11,7 +11,7 @@ from pathlib import Path
 
 from digitseq.core import files, paths
 from digitseq.core.errors import DigitseqError
-from digitseq.data.compose import LAYOUT_IDS
+from digitseq.data.layouts import LAYOUT_IDS
 from digitseq.evaluation.metrics import Evaluation, mnist_file
 
 
