@@ -316,3 +316,28 @@ def test_ray_engine_honours_digits(tmp_path):
     assert len(rows) == 1 and rows[0]["error"] is None
     assert rows[0]["digits"] is None or len(rows[0]["digits"]) == 3
     assert rows[0]["digits"] is not None or rows[0]["warning"].startswith("unsure")
+
+
+def test_an_unreadable_folder_under_the_runs_or_models_folder_leaves_the_app_page_up(
+    tmp_path, monkeypatch
+):
+    """Before: Path.is_file raised PermissionError inside an unreadable run folder (tests run
+    as root, who reads everything: the refusal is simulated)."""
+    from digitseq.apps.webapp import view
+
+    runs = tmp_path / "runs"
+    for name in ("good", "locked"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "config.json").write_text("{}")
+        (runs / name / "weights.pth").write_bytes(b"")
+    real_stat = Path.stat
+
+    def stat(self, *args, **kwargs):
+        if "locked" in self.parts and self.name != "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    monkeypatch.setenv("DIGITSEQ_RUNS_DIR", str(runs))
+    choices = view.model_choices()
+    assert "run: good" in choices and "run: locked" not in choices

@@ -82,16 +82,35 @@ def runs_root() -> Path:
 
 
 def list_runs(root: Path) -> list[Path]:
-    """Run folders directly under root that hold config.json and weights, newest first."""
-    if not root.is_dir():
-        return []
+    """Run folders directly under root that hold config.json and weights, newest first. A
+    folder that cannot be read is left out: one bad folder must not take the page down."""
     runs = [
         p
-        for p in root.iterdir()
-        if (p / "config.json").is_file()
-        and ((p / "best.pth").is_file() or (p / "weights.pth").is_file())
+        for p in subfolders(root)
+        if is_file(p / "config.json") and (is_file(p / "best.pth") or is_file(p / "weights.pth"))
     ]
-    return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)
+    return sorted(runs, key=mtime, reverse=True)
+
+
+def subfolders(root: Path) -> list[Path]:
+    try:
+        return sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError:  # missing, not a folder, or not readable
+        return []
+
+
+def is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # Path.is_file raises PermissionError inside an unreadable folder
+        return False
+
+
+def mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def model_choices() -> dict[str, str]:
@@ -101,9 +120,8 @@ def model_choices() -> dict[str, str]:
     if env:
         choices[f"DIGITSEQ_MODEL: {Path(env).name}"] = str(Path(env).expanduser())
     bundled = paths.bundled_model_dir()  # the default reader first, then the other bundled ones
-    others = sorted(bundled.parent.iterdir()) if bundled.parent.is_dir() else []
-    for folder in [bundled, *others]:
-        if (folder / "config.json").is_file():
+    for folder in [bundled, *subfolders(bundled.parent)]:
+        if is_file(folder / "config.json"):
             choices.setdefault(f"bundled: {folder.name}", str(folder))
     for run in list_runs(runs_root()):
         choices.setdefault(f"run: {run.name}", str(run))
