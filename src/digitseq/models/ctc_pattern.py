@@ -1,0 +1,158 @@
+"""CTC decoding constrained to a format: the most probable string that a pattern (a regular
+expression over the reader's alphabet) accepts, by a prefix beam search through the pattern's
+automaton. numpy only; the automaton comes from ``interegular`` (regular expression -> minimal
+DFA), the library constrained-generation tools use for the same job.
+
+Conventions as ``ctc_decode``: ``logp`` is (T, C) per-frame log-probabilities, class 0 the CTC
+blank and class i + 1 the character ``alphabet[i]``. A pattern the model cannot explain well
+(the constrained string far less probable than the free reading) is flagged by the caller from
+``PatternReading.logprob`` and ``free_logprob``; it is never silently forced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from digitseq.core.errors import DigitseqError
+
+DIGITS = "0123456789"
+# named formats, written over digits and the separators a reader may know; a pattern needing a
+# character outside the reader's alphabet matches nothing (and says so)
+FORMATS = {
+    "digits": r"\d+",
+    "amount": r"\d{1,3}([,. ]?\d{3})*([.,]\d{1,2})?",
+    "date": r"\d{1,2}[./-]\d{1,2}[./-](\d{2}|\d{4})|\d{4}-\d{2}-\d{2}",
+    "time": r"\d{1,2}:\d{2}(:\d{2})?",
+    "phone": r"\+?\d{1,3}[ -]?(\(\d{1,4}\)[ -]?)?\d{2,4}([ -]?\d{2,4}){1,3}",
+}
+
+
+@dataclass(frozen=True)
+class Automaton:
+    """A DFA over a reader's alphabet: ``step[s, i]`` is the state after character i from
+    state s (-1: rejected), ``final[s]`` whether s accepts, ``live[s]`` whether an accepting
+    state can still be reached from s, ``need[s]`` in how many characters at fewest."""
+
+    step: np.ndarray  # (S, len(alphabet)) int
+    final: np.ndarray  # (S,) bool
+    live: np.ndarray  # (S,) bool
+    need: np.ndarray  # (S,) int: the fewest characters from s to an accepting state
+    start: int
+
+
+@dataclass(frozen=True)
+class PatternReading:
+    text: str  # "" when nothing the pattern accepts has any probability
+    logprob: float  # log P(text | logp): the exact CTC probability of the string
+    free_logprob: float  # the same for the best unconstrained prefix the search met
+    matched: bool  # False when the pattern accepts nothing the model gives any probability
+
+
+def resolve(pattern: str) -> str:
+    """A named format (``FORMATS``) or the user's regular expression."""
+    return FORMATS.get(pattern, pattern)
+
+
+@lru_cache(maxsize=64)
+def compile_pattern(pattern: str, alphabet: str = DIGITS) -> Automaton:
+    """The DFA of ``pattern`` (a name of ``FORMATS`` or a regular expression) restricted to
+    ``alphabet``. Raises DigitseqError (one line) for a pattern that does not parse."""
+    import interegular
+
+    try:
+        fsm = interegular.parse_pattern(resolve(pattern)).to_fsm()
+    except Exception as e:  # interegular raises several kinds for a bad pattern
+        raise DigitseqError(f"not a valid pattern {pattern!r}: {e}") from None
+    states = sorted(fsm.states)
+    index = {s: i for i, s in enumerate(states)}
+    other = fsm.alphabet.get(interegular.fsm.anything_else)
+    step = np.full((len(states), len(alphabet)), -1, np.int64)
+    for s in states:
+        moves = fsm.map.get(s, {})
+        for i, ch in enumerate(alphabet):
+            symbol = fsm.alphabet[ch] if ch in fsm.alphabet else other
+            if symbol is not None and symbol in moves:
+                step[index[s], i] = index[moves[symbol]]
+    final = np.array([s in fsm.finals for s in states])
+    need = np.where(final, 0, np.iinfo(np.int64).max // 2)
+    for _ in range(len(states)):  # Bellman-Ford on unit steps: fewest characters to accept
+        reach = np.array([need[row[row >= 0]].min(initial=need.max()) + 1 for row in step])
+        need = np.minimum(need, reach)
+    live = need < np.iinfo(np.int64).max // 2
+    return Automaton(step, final, live, need, index[fsm.initial])
+
+
+def _lse(a: float, b: float) -> float:
+    if a == -np.inf:
+        return b
+    if b == -np.inf:
+        return a
+    m = max(a, b)
+    return m + np.log(np.exp(a - m) + np.exp(b - m))
+
+
+def _adder(table: dict):
+    """A function adding (log p_blank, log p_char) to a prefix's entry in ``table``."""
+
+    def add(prefix: str, pb: float, pc: float, state: int) -> None:
+        old = table.get(prefix)
+        if old is None:
+            table[prefix] = [pb, pc, state]
+        else:
+            old[0], old[1] = _lse(old[0], pb), _lse(old[1], pc)
+
+    return add
+
+
+def pattern_search(logp, dfa: Automaton, alphabet: str, beam: int = 16):
+    """CTC prefix beam search through ``dfa`` -> (best accepted string, its beam log-probability,
+    the best free prefix's); ``logp`` is (T, 1 + len(alphabet)). Each beam entry is a prefix
+    with its log-probabilities of ending in a blank and in its last character; a prefix grows
+    only by characters the automaton allows from its state, and only into states from which the
+    pattern can still be completed."""
+    lp = np.asarray(logp, np.float64)
+    where = {c: i for i, c in enumerate(alphabet)}
+    frames = lp.shape[0]
+    beams = {"": (0.0, -np.inf, dfa.start)}  # prefix -> (log p_blank, log p_char, state)
+    free = -np.inf
+    for t in range(lp.shape[0]):
+        row = lp[t]
+        nxt: dict[str, list] = {}
+        add = _adder(nxt)
+
+        for prefix, (pb, pc, state) in beams.items():
+            total = _lse(pb, pc)
+            add(prefix, total + row[0], -np.inf, state)  # a blank
+            if prefix:  # the last character again, collapsed
+                last = prefix[-1]
+                add(prefix, -np.inf, pc + row[1 + where[last]], state)
+            for i in np.flatnonzero(dfa.step[state] >= 0):
+                nstate = int(dfa.step[state, i])
+                if dfa.need[nstate] > frames - t - 1:  # cannot be completed in time
+                    continue
+                ch = alphabet[i]
+                # after the same character, only a blank in between starts a new one
+                p = pb if prefix and prefix[-1] == ch else total
+                add(prefix + ch, -np.inf, p + row[1 + i], nstate)
+        ranked = sorted(nxt.items(), key=lambda kv: -_lse(kv[1][0], kv[1][1]))[:beam]
+        beams = {k: (v[0], v[1], v[2]) for k, v in ranked}
+        free = max(free, max(_lse(v[0], v[1]) for _, v in ranked))
+    done = [(k, _lse(v[0], v[1])) for k, v in beams.items() if dfa.final[v[2]]]
+    if not done:
+        return "", -np.inf, free
+    text, score = max(done, key=lambda kv: kv[1])
+    return text, score, free
+
+
+def decode_pattern(logp, pattern: str, alphabet: str = DIGITS, beam: int = 16) -> PatternReading:
+    """The most probable string ``pattern`` accepts under the CTC output ``logp`` (T, 1 +
+    len(alphabet)), with the probability the beam summed for it (exact when the beam holds
+    every prefix it met, as for short outputs)."""
+    lp = np.asarray(logp, np.float64)
+    if lp.ndim != 2 or lp.shape[1] != len(alphabet) + 1:
+        raise DigitseqError(f"logp must be (T, {len(alphabet) + 1}) for alphabet {alphabet!r}")
+    text, score, free = pattern_search(lp, compile_pattern(pattern, alphabet), alphabet, beam)
+    return PatternReading(text, float(score), float(free), bool(np.isfinite(score)))

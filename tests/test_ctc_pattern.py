@@ -1,0 +1,92 @@
+"""Format-constrained CTC decoding against brute force: on small outputs, the pattern search
+finds exactly the most probable string the pattern accepts, with its exact probability."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import pytest
+
+from digitseq.core.errors import DigitseqError
+from digitseq.models import ctc_decode
+from digitseq.models.ctc_pattern import FORMATS, compile_pattern, decode_pattern
+
+
+def every_string(logp: np.ndarray, alphabet: str) -> dict[str, float]:
+    """P(string) for every string, by summing every frame path (C ** T of them)."""
+    probs: dict[str, float] = {}
+    p = np.exp(logp)
+    for path in itertools.product(range(p.shape[1]), repeat=p.shape[0]):
+        chars, prev = [], 0
+        for c in path:
+            if c and c != prev:
+                chars.append(alphabet[c - 1])
+            prev = c
+        text = "".join(chars)
+        probs[text] = probs.get(text, 0.0) + float(np.prod(p[np.arange(len(path)), path]))
+    return probs
+
+
+def random_logp(rng, frames: int, classes: int) -> np.ndarray:
+    return ctc_decode.log_softmax(rng.normal(0, 2.0, size=(frames, classes)))
+
+
+@pytest.mark.parametrize(
+    "alphabet, pattern",
+    [
+        ("01-", r"\d+"),
+        ("01-", r"\d-\d"),
+        ("01-", r"1?0+"),
+        ("12/", r"\d{1,2}/\d"),
+        ("012", r"(01|2)+"),
+        ("01:", r"\d:\d\d|\d"),
+    ],
+)
+def test_the_pattern_search_finds_the_most_probable_accepted_string(alphabet, pattern):
+    rng = np.random.default_rng(hash(pattern) % 2**32)
+    for _ in range(12):
+        logp = random_logp(rng, 6, len(alphabet) + 1)
+        probs = every_string(logp, alphabet)
+        accepted = {t: p for t, p in probs.items() if re.fullmatch(pattern, t)}
+        got = decode_pattern(logp, pattern, alphabet, beam=512)
+        if not accepted:
+            assert not got.matched and got.text == ""
+            continue
+        best = max(accepted, key=accepted.get)
+        assert got.matched
+        assert got.text == best or accepted[got.text] == pytest.approx(accepted[best])
+        assert np.exp(got.logprob) == pytest.approx(accepted[got.text], rel=1e-9)
+        assert got.free_logprob >= got.logprob - 1e-12
+
+
+def test_digit_patterns_do_as_well_as_the_length_constrained_search():
+    """``\\d{3}`` is ``--digits 3``: the string found is at least as probable (exactly)."""
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        logp = random_logp(rng, 10, 11)
+        want = ctc_decode.decode(logp, 3, 3, beam=64)
+        got = decode_pattern(logp, r"\d{3}", beam=2048)  # every prefix kept
+        assert len(got.text) == 3
+        exact = ctc_decode.string_logprob(logp, got.text)
+        assert exact >= ctc_decode.string_logprob(logp, want.digits) - 1e-9
+        assert got.logprob <= exact + 1e-9  # the beam's sum never exceeds the exact one
+
+
+def test_a_pattern_the_output_cannot_explain_is_flagged_not_forced():
+    logp = np.log(np.full((8, 11), 1e-9))
+    logp[:, 1 + 7] = 0.0  # every frame is sure it sees a 7: "7" is the reading
+    got = decode_pattern(ctc_decode.log_softmax(logp), r"\d{3}")
+    assert got.text in ("", "777") or got.logprob < got.free_logprob - 10
+    date = decode_pattern(ctc_decode.log_softmax(logp), "date")  # needs separators: none here
+    assert not date.matched and date.text == ""
+
+
+def test_named_formats_compile_and_bad_patterns_are_one_line_errors():
+    for name in FORMATS:
+        assert compile_pattern(name, "0123456789.,-/:()+ ").final.any()
+    with pytest.raises(DigitseqError, match="not a valid pattern"):
+        compile_pattern("(12", "0123456789")
+    with pytest.raises(DigitseqError, match="logp must be"):
+        decode_pattern(np.zeros((4, 5)), r"\d")
