@@ -341,3 +341,32 @@ def test_an_unreadable_folder_under_the_runs_or_models_folder_leaves_the_app_pag
     monkeypatch.setenv("DIGITSEQ_RUNS_DIR", str(runs))
     choices = view.model_choices()
     assert "run: good" in choices and "run: locked" not in choices
+
+
+# --- h) the service describes and parses like the CLI -----------------------------------------
+
+
+def test_the_service_describes_the_line_reader_and_parses_digits_like_the_cli():
+    """Before: /v1/model and the OpenAPI summary said 5-digit 28x140; ``digits=5-`` answered a
+    raw regex, and ``digits=12-8`` was read though the CLI refuses ``--digits 12-8``."""
+    import argparse
+
+    from fastapi.testclient import TestClient
+
+    from digitseq.apps.cli.options import digit_range
+    from digitseq.apps.serve.app import ServeSettings, create_app
+
+    with TestClient(create_app(ServeSettings())) as client:
+        info = client.get("/v1/model").json()
+        assert info["input"]["shape"] == [1, 28, "W"] and "any length" in str(info["input"])
+        summary = client.get("/openapi.json").json()["info"]["summary"]
+        assert "5-digit" not in summary and "any length" in summary
+        image = {"files": ("a.png", SAMPLES[0].read_bytes(), "image/png")}
+        for text in ("5-", "12-8", " 5", "05", "65"):
+            r = client.post("/v1/read", params={"digits": text}, files=image)
+            assert r.status_code == 422, (text, r.text)
+            with pytest.raises(argparse.ArgumentTypeError):  # the CLI's --digits refuses it too
+                digit_range(text)
+            assert r.json()["detail"].startswith("digits: expected") and "^(" not in r.text
+        r = client.post("/v1/read", params={"digits": "4-6"}, files=image)
+        assert r.status_code == 200 and len(r.json()["results"][0]["digits"]) == 5

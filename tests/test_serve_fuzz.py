@@ -40,6 +40,16 @@ CASES = [  # (path, method, generation mode, examples); GETs without parameters 
 ]
 
 
+def unexpressible(case) -> list:
+    """A range the schema's pattern cannot refuse (``digits=12-8``: A > B) is refused with 422
+    by the parser the CLI shares; the fuzzer may not call that a valid request refused."""
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+    lo, _, hi = str((case.query or {}).get("digits") or "").partition("-")
+    reversed_range = lo.isdigit() and hi.isdigit() and int(lo) > int(hi)
+    return [positive_data_acceptance] if reversed_range else []
+
+
 @pytest.mark.parametrize(("path", "method", "mode", "examples"), CASES)
 def test_api_conforms_to_its_schema(api_schema, path, method, mode, examples):
     statuses = []
@@ -54,7 +64,7 @@ def test_api_conforms_to_its_schema(api_schema, path, method, mode, examples):
     def check(case):
         # default checks: not_a_server_error, status code / content type / response schema
         # conformance, and by mode positive_data_acceptance or negative_data_rejection
-        response = case.call_and_validate()
+        response = case.call_and_validate(excluded_checks=unexpressible(case))
         assert response.status_code < 500 and "Traceback" not in response.text
         statuses.append(response.status_code)
         if os.environ.get("DIGITSEQ_FUZZ_VERBOSE"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,6 +165,7 @@ class Predictor:
         out = {
             "name": self.name,
             "arch": model.get("arch"),
+            "kind": self.kind,
             "hparams": model.get("hparams"),
             "backend": self.backend.name,
             "source": self.source,
@@ -301,12 +303,12 @@ MAX_DIGITS = 64
 
 
 def parse_digits(text: str) -> tuple[int, int]:
-    """``"N"`` or ``"A-B"`` digits (1 <= A <= B <= 64) -> (A, B); else a one-line error."""
-    lo, sep, hi = str(text).partition("-")
-    try:
-        a, b = int(lo), int(hi) if sep else int(lo)
-    except ValueError:
-        raise DigitseqError(f"digits: expected N or A-B (e.g. 5 or 8-12), got {text!r}") from None
+    """``"N"`` or ``"A-B"`` digits (1 <= A <= B <= 64) -> (A, B); else a one-line error. The
+    CLI's ``--digits`` and the service's ``?digits=`` both parse with this: the same forms."""
+    form = re.fullmatch(r"([1-9][0-9]*)(?:-([1-9][0-9]*))?", str(text), re.ASCII)
+    if form is None:
+        raise DigitseqError(f"digits: expected N or A-B (e.g. 5 or 8-12), got {text!r}")
+    a, b = int(form[1]), int(form[2] or form[1])
     if not 1 <= a <= b <= MAX_DIGITS:
         raise DigitseqError(f"digits: expected 1 <= A <= B <= {MAX_DIGITS}, got {text!r}")
     return a, b

@@ -44,6 +44,7 @@ from digitseq.reading.predictor import parse_digits
 log = logging.getLogger("digitseq.apps.serve.app")
 MB = 1024 * 1024
 RAW_TYPES = ("image/", "application/octet-stream")
+DIGITS_FORM = r"^([1-9]|[1-5][0-9]|6[0-4])(-([1-9]|[1-5][0-9]|6[0-4]))?$"  # N or A-B, 1..64
 SUPERVISOR_ENV = "DIGITSEQ_SUPERVISOR_PID"  # set by `digitseq serve --workers N` for its workers
 
 
@@ -259,7 +260,7 @@ def create_app(settings: ServeSettings | None = None, predictor=None) -> FastAPI
     app = FastAPI(
         title="digitseq",
         version=__version__,
-        summary="Read handwritten 5-digit numbers.",
+        summary="Read handwritten numbers of any length.",
         description=DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,  # served below from local assets: FastAPI's default loads a CDN
@@ -280,14 +281,13 @@ def create_app(settings: ServeSettings | None = None, predictor=None) -> FastAPI
         min_confidence: float | None = Query(None, ge=0.0, le=1.0, description=MIN_CONFIDENCE_DOC),
         digits: str | None = Query(
             None,
-            pattern=r"^([1-9]|[1-5][0-9]|6[0-4])(-([1-9]|[1-5][0-9]|6[0-4]))?$",
-            description="the number has N (or A-B, 1-64) digits: read the most probable such "
-            "number",
+            description="the number has N (or A-B, 1 <= A <= B <= 64) digits: read the most "
+            "probable such number (as `digitseq predict --digits`)",
+            json_schema_extra={"pattern": DIGITS_FORM},  # documented; checked by parse_digits
         ),
     ) -> JSONResponse:
         try:
-            # a range in either order: the pattern already bounds both ends
-            bounds = parse_digits("-".join(sorted(digits.split("-"), key=int))) if digits else None
+            bounds = parse_digits(digits) if digits is not None else None  # the CLI's parser
             request.app.state.predictor.check_digits(bounds)
         except DigitseqError as e:
             raise ApiError(422, str(e)) from None

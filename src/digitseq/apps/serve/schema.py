@@ -121,6 +121,25 @@ def read_request_body(max_files: int) -> dict:
     }
 
 
+def model_input(info: dict) -> dict:
+    """What the model reads after preprocessing: a whole line of any width (the CTC reader), or
+    five 28x28 cells (the 5-digit models)."""
+    if info.get("kind") == "ctc":
+        return {
+            "format": info.get("input_format"),
+            "shape": [1, IMG_H, "W"],
+            "dtype": "float32",
+            "preprocessing": "the whole line: ink found, cropped and deskewed, scaled to digits "
+            f"{IMG_H} px tall and any width W (a number of any length)",
+        }
+    return {
+        "format": info.get("input_format"),
+        "shape": [1, IMG_H, IMG_W],
+        "dtype": "float32",
+        "preprocessing": "any image is cut into 5 MNIST-style cells",
+    }
+
+
 def model_answer(info: dict, s) -> dict:
     """predictor.info and the ``ServeSettings`` ``s`` -> the /v1/model answer (the server's
     file paths are not shown)."""
@@ -129,12 +148,7 @@ def model_answer(info: dict, s) -> dict:
         "arch": str(info.get("arch") or "unknown"),
         "hparams": dict(info.get("hparams") or {}),
         "backend": str(info.get("backend") or s.backend),
-        "input": {
-            "format": info.get("input_format"),
-            "shape": [1, IMG_H, IMG_W],
-            "dtype": "float32",
-            "preprocessing": "any image is cut into 5 MNIST-style cells",
-        },
+        "input": model_input(info),
         "metrics": info.get("metrics") or info.get("test_metrics"),
         "serving": {
             "max_batch": s.max_batch,
