@@ -370,3 +370,29 @@ def test_the_service_describes_the_line_reader_and_parses_digits_like_the_cli():
             assert r.json()["detail"].startswith("digits: expected") and "^(" not in r.text
         r = client.post("/v1/read", params={"digits": "4-6"}, files=image)
         assert r.status_code == 200 and len(r.json()["results"][0]["digits"]) == 5
+
+
+def test_healthz_fails_when_the_model_fails_batch_after_batch():
+    """Before: every read answered 500 while /healthz said ok."""
+    from fastapi.testclient import TestClient
+
+    from digitseq.apps.serve import app as service
+    from digitseq.reading.predictor import Predictor
+
+    predictor = Predictor.load()
+    app = service.create_app(service.ServeSettings(max_wait_ms=0), predictor)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/healthz").status_code == 200
+
+        class Broken:
+            name = "onnx"
+
+            def __call__(self, x):
+                raise RuntimeError("the model's memory is gone")
+
+        predictor.backend = Broken()
+        image = {"files": ("a.png", SAMPLES[0].read_bytes(), "image/png")}
+        for _ in range(getattr(service, "SICK", 3)):
+            assert client.post("/v1/read", files=image).status_code == 500
+        health = client.get("/healthz")
+        assert health.status_code == 503 and health.json()["status"] == "unavailable"

@@ -44,6 +44,7 @@ from digitseq.reading.predictor import parse_digits
 log = logging.getLogger("digitseq.apps.serve.app")
 MB = 1024 * 1024
 RAW_TYPES = ("image/", "application/octet-stream")
+SICK = 3  # forward passes failed in a row: /healthz answers 503
 DIGITS_FORM = r"^([1-9]|[1-5][0-9]|6[0-4])(-([1-9]|[1-5][0-9]|6[0-4]))?$"  # N or A-B, 1..64
 SUPERVISOR_ENV = "DIGITSEQ_SUPERVISOR_PID"  # set by `digitseq serve --workers N` for its workers
 
@@ -314,11 +315,12 @@ def create_app(settings: ServeSettings | None = None, predictor=None) -> FastAPI
         "/healthz",
         summary="Liveness for load balancers",
         response_model=Health,
-        responses={503: {"model": Health, "description": "the model is not running"}},
+        responses={503: {"model": Health, "description": "the model is not running, or fails"}},
     )
     async def healthz(request: Request):
         batcher = getattr(request.app.state, "batcher", None)
-        ok = batcher is not None and batcher.running
+        # a model that fails batch after batch is not healthy, even with its thread running
+        ok = batcher is not None and batcher.running and batcher.stats.failed_in_a_row < SICK
         body = {
             "status": "ok" if ok else "unavailable",
             "batching": batcher.stats.to_dict() if batcher is not None else None,

@@ -32,6 +32,7 @@ class BatchStats:
     items: int = 0
     largest: int = 0
     busy_seconds: float = 0.0
+    failed_in_a_row: int = 0  # batches whose forward pass raised, since the last one that ran
 
     def to_dict(self) -> dict:
         mean = self.items / self.batches if self.batches else 0.0
@@ -41,6 +42,7 @@ class BatchStats:
             "mean_batch": round(mean, 2),
             "largest_batch": self.largest,
             "model_seconds": round(self.busy_seconds, 3),
+            "failed_in_a_row": self.failed_in_a_row,
         }
 
 
@@ -155,6 +157,7 @@ class MicroBatcher(Generic[T, R]):
                         f"batch function gave {len(results)} results for {len(batch)} items"
                     )
             except Exception as e:  # noqa: BLE001 - handed to every caller of this batch
+                self.stats.failed_in_a_row += 1
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(e)
@@ -162,6 +165,7 @@ class MicroBatcher(Generic[T, R]):
             finally:
                 self.stats.busy_seconds += time.perf_counter() - start
             self.stats.batches += 1
+            self.stats.failed_in_a_row = 0
             self.stats.items += len(batch)
             self.stats.largest = max(self.stats.largest, len(batch))
             for (_, fut), result in zip(batch, results, strict=True):
