@@ -203,9 +203,9 @@ def write(records, fmt: str, out: JsonlOutput | None, bar, chunk: int) -> tuple[
                 out.write(pending)
                 pending = []
         elif fmt == "jsonl":
-            print(json_line(rec))
+            sys.stdout.write(json_line(rec) + "\n")  # one call: a stop never splits a line
         elif fmt == "text":
-            print(text_line(rec))
+            sys.stdout.write(text_line(rec) + "\n")
         if bar is not None:
             bar.update(1)
         if out is None and total % chunk == 0:
