@@ -171,6 +171,30 @@ def score(pred: list[str | None], truth: list[str]) -> float:
     return round(100 * float(np.mean([p == t for p, t in zip(pred, truth, strict=True)])), 2)
 
 
+NAMES = {
+    "close": "close-written (MNIST digits, ink gaps -5..25% of the height)",
+    "pen": "pen drawings on the app canvas (synthetic trajectories; 1-10 digits)",
+    "fonts": "handwriting fonts (12 held-out families)",
+    "small": "small writing (digits 8-14 px, some scanned coarsely)",
+    "seed": "MNIST strips (`seed`)",
+    "natural": "MNIST on a form (`natural`)",
+    "touching": "MNIST, touching digits",
+    "realistic": "MNIST on photographed paper",
+    "canvas": "MNIST redrawn with a thick pen on the canvas (1-8 digits)",
+}
+
+
+def markdown(results: dict) -> str:
+    """The README's table: whole-number accuracy of both readers, and their ms per image."""
+    rows = ["| 1,000 numbers of 1-12 digits each | digitseq | RapidOCR | ms digitseq / RapidOCR |",
+            "|---|---:|---:|---:|"]  # fmt: skip
+    for name, r in results.items():
+        peer = f"{r['rapidocr']:.1f}%" if "rapidocr" in r else "-"
+        ms = f"{r['digitseq_ms']:.0f} / {r['rapidocr_ms']:.0f}" if "rapidocr_ms" in r else "-"
+        rows.append(f"| {NAMES.get(name, name)} | {r['digitseq']:.1f}% | {peer} | {ms} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="run or model folder (default: bundled reader)")
@@ -231,6 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
                  f"{r['lost_digit_sure']:>12d}", f"{r['ece']:>8.4f}",
                  f"{r['coverage_at_99.5']:>9.1%}"]  # fmt: skip
         print(f"{name:12s}" + "".join(cells))
+    print("\n" + markdown(results))
     summary = {"benchmark": "peers", "model": predictor.info["name"], "split": args.split,
                "n": args.n, "sets": results}  # fmt: skip
     print(json.dumps(summary))
