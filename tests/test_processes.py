@@ -201,3 +201,41 @@ def test_ray_engine_shuts_its_local_cluster_down(tmp_path, kill):
     if kill == signal.SIGTERM:
         assert proc.returncode == 128 + kill, err
         assert out.read_bytes().endswith(b"\n")
+
+
+# --- the reaper behind --engine ray, alone ------------------------------------------------------
+
+PARENT = """
+import subprocess, sys, time
+from digitseq.core import reaper
+r = reaper.start()
+time.sleep(0.3)  # let it note what this process had before: nothing of ours yet
+orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+time.sleep(3)  # noted (every 0.5 s, once the reaper runs: slow on a busy machine)
+print(orphan.pid, flush=True)
+if sys.argv[1] == "stop":
+    reaper.stop(r)
+    print("stopped", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("how", ["sigkill", "stop"])
+def test_the_reaper_kills_what_a_killed_parent_left_and_nothing_after_stop(how):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, how], env=env, stdout=subprocess.PIPE, text=True
+    )
+    orphan = psutil.Process(int(parent.stdout.readline()))
+    try:
+        if how == "stop":
+            assert parent.stdout.readline().strip() == "stopped"
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while alive([orphan]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (not alive([orphan])) == (how == "sigkill")
+    finally:
+        if orphan.is_running():
+            orphan.kill()

@@ -5,9 +5,11 @@ the driver (Ray sets PR_SET_PDEATHSIG on them), but the agents the raylet starts
 after a SIGKILL of ``digitseq predict --engine ray`` two of them (~175 MB) ran on for good.
 
 ``start()`` runs ``python -m digitseq.core.reaper PID`` as a child of PID. While PID lives, the
-reaper notes every descendant of PID (by /proc, with its start time, so a reused pid is never
-hit). When PID is gone, or closes the reaper's stdin (its normal end: ``stop()``), the reaper
-kills each noted process still alive, SIGTERM first and SIGKILL ``grace_s`` later.
+reaper notes every descendant PID starts from then on (by /proc, with its start time, so a
+reused pid is never hit; children PID had before are not its business). When PID dies (its
+stdin closes without a word), the reaper kills each noted process still alive, SIGTERM first
+and SIGKILL ``grace_s`` later. ``stop()`` (PID shut its children down itself) sends ``stop``:
+the reaper then exits and kills nothing.
 """
 
 from __future__ import annotations
@@ -27,15 +29,20 @@ def start() -> subprocess.Popen | None:
     """A reaper for this process's descendants; None where there is no /proc."""
     if not PROC.is_dir():
         return None
-    command = [sys.executable, "-m", "digitseq.core.reaper", str(os.getpid())]
+    before = ",".join(f"{pid}:{t}" for pid, t in descendants(os.getpid()).items())
+    command = [sys.executable, "-m", "digitseq.core.reaper", str(os.getpid()), before]
     return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
 
 
 def stop(reaper: subprocess.Popen | None, timeout: float = 15.0) -> None:
-    """Tell the reaper this process ended its children itself; it kills any still alive."""
+    """Tell the reaper this process ended its children itself: it exits, killing nothing."""
     if reaper is None:
         return
-    reaper.stdin.close()
+    try:
+        reaper.stdin.write(b"stop\n")
+        reaper.stdin.close()
+    except OSError:  # the reaper is gone already
+        pass
     try:
         reaper.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -80,14 +87,20 @@ def kill_all(noted: dict[int, int], sig: int) -> list[int]:
     return hit
 
 
-def main(parent: int, every_s: float = 0.5, grace_s: float = 3.0) -> None:
+def main(parent: int, before: set, every_s: float = 0.5, grace_s: float = 3.0) -> None:
+    """``before``: the (pid, start time) of the parent's descendants when it started this."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    before.add((os.getpid(), stat_of(os.getpid())[1]))
     noted: dict[int, int] = {}
     while os.getppid() == parent:
-        noted.update(descendants(parent))
+        noted.update(p for p in descendants(parent).items() if p not in before)
         ready, _, _ = select.select([sys.stdin.buffer], [], [], every_s)
-        if ready and not os.read(sys.stdin.fileno(), 4096):
-            break  # stdin closed: the parent stopped (or died)
+        if ready:
+            said = os.read(sys.stdin.fileno(), 64)
+            if said.startswith(b"stop"):
+                return  # the parent shut its children down itself
+            if not said:
+                break  # stdin closed without a word: the parent died
     noted.pop(os.getpid(), None)
     if kill_all(noted, signal.SIGTERM):
         time.sleep(grace_s)
@@ -95,4 +108,5 @@ def main(parent: int, every_s: float = 0.5, grace_s: float = 3.0) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    pairs = (item.split(":") for item in sys.argv[2].split(",") if item)
+    main(int(sys.argv[1]), {(int(pid), int(t)) for pid, t in pairs})
