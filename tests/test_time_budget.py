@@ -51,7 +51,7 @@ def test_a_run_cut_by_its_time_budget_ends_annealed_in_fp32(tmp_path):
     assert max(r["lr"] for r in hist) > 0.5 * cfg["train"]["lr"]
     assert cfg["bf16"] is False and cfg["train"]["precision"] == "fp32"
     state = torch.load(out / "last.pth", weights_only=True)
-    assert state["seconds"] >= 0.15 * 60
+    assert 0.6 * 9 <= state["seconds"] <= 1.2 * 9  # the budget was used, and kept to
 
 
 def test_a_run_killed_before_its_first_epoch_can_be_resumed_or_restarted(tmp_path):

@@ -281,12 +281,16 @@ def run_epoch(run: Run, epoch: int, stream, steps: int, val, progress: bool) -> 
             run.net, itertools.islice(stream, steps), run.opt, run.sched, run.ema, cfg, run.dev,
             run.gen, bar, run.budget, run.teacher,
         )  # fmt: skip
+    numbers = row.pop("numbers")
+    t1 = time.perf_counter()
+    row.update(validate(run.judged, val, registry.kind(cfg.arch), run.dev, cfg.precision))
+    run.budget.reserve = 2 * (time.perf_counter() - t1)  # validation, and the checkpoint after
     return {
         "epoch": epoch + 1,
         **row,
-        **validate(run.judged, val, registry.kind(cfg.arch), run.dev, cfg.precision),
         "lr": run.sched.get_last_lr()[0],
         "seconds": round(time.perf_counter() - t0, 2),
+        "numbers": numbers,
     }
 
 

@@ -160,19 +160,24 @@ class Ema:
 
 class Budget:
     """The wall-clock budget of a time-limited run (``minutes`` 0: none), counted across
-    resumes: ``spent`` seconds so far (restored from last.pth) plus this process's time."""
+    resumes: ``spent`` seconds so far (restored from last.pth) plus this process's time.
+    Training plans for the budget less ``reserve`` (the last validation and checkpoint took
+    that long), so the final epoch's validation fits inside it."""
 
     def __init__(self, minutes: float, spent: float = 0.0):
         self.seconds, self.before, self.t0 = minutes * 60, spent, time.perf_counter()
+        self.reserve = 0.0
 
     def spent(self) -> float:
         return self.before + time.perf_counter() - self.t0
 
     def fraction(self) -> float:
-        return min(1.0, self.spent() / self.seconds) if self.seconds else 0.0
+        if not self.seconds:
+            return 0.0
+        return min(1.0, self.spent() / max(1e-9, self.seconds - self.reserve))
 
     def spent_out(self) -> bool:
-        return bool(self.seconds) and self.spent() >= self.seconds
+        return bool(self.seconds) and self.fraction() >= 1.0
 
 
 def lr_factor(progress: float, warmup: float) -> float:
