@@ -6,6 +6,7 @@ N_DIGITS = 5  # digits per number in the fixed-length (5-digit) datasets and mod
 DIGIT_SIZE = 28  # MNIST digit side, pixels
 IMG_H = DIGIT_SIZE  # model input height
 IMG_W = DIGIT_SIZE * N_DIGITS  # fixed-length model input width (28 x 140)
+FRAME_STRIDE = 4  # input columns per output frame of the CTC line reader
 
 # how digits are placed (data/layouts.py): four single layouts and three mixes of them
 LAYOUTS = ("seed", "natural", "touching", "spaced", "mixed", "mix3", "mix4", "people")

@@ -9,11 +9,10 @@ import time
 
 import numpy as np
 
+from digitseq.core.constants import FRAME_STRIDE
 from digitseq.data import compose, mnist, numbers
 from digitseq.evaluation.metrics import calibration
 from digitseq.models import ctc_decode
-
-FRAME_STRIDE = 4
 
 
 def read_lines(model, images: np.ndarray, widths: np.ndarray, batch_size: int = 256):

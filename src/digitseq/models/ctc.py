@@ -13,10 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from digitseq.core.constants import DIGIT_SIZE
+from digitseq.core.constants import DIGIT_SIZE, FRAME_STRIDE
 from digitseq.models.layers import Normalize, conv_bn
 
-FRAME_STRIDE = 4  # input columns per output frame
 N_CLASSES = 11  # blank + 10 digits
 
 
