@@ -396,3 +396,21 @@ def test_healthz_fails_when_the_model_fails_batch_after_batch():
             assert client.post("/v1/read", files=image).status_code == 500
         health = client.get("/healthz")
         assert health.status_code == 503 and health.json()["status"] == "unavailable"
+
+
+def test_a_number_a_few_pixels_tall_is_flagged():
+    """Fewer rows of ink than a digit's shape needs: the reading carries a warning (before:
+    read without one). A thin '1' of normal height is not flagged."""
+    import numpy as np
+    from PIL import Image
+
+    from digitseq.reading.predictor import Predictor
+
+    predictor = Predictor.load()
+    line = Image.open(SAMPLES[0]).convert("L")
+    tiny = predictor.read(line.resize((25, 5), Image.Resampling.BILINEAR))
+    assert tiny.warning is not None and tiny.warning.startswith("too small")
+    assert predictor.read(line).warning is None
+    one = np.full((60, 30), 255, np.uint8)
+    one[10:50, 14:16] = 0
+    assert predictor.read(one).warning is None

@@ -332,11 +332,26 @@ def prepare(item, line: bool = True) -> Reading:
     file = str(item) if isinstance(item, str | Path) else getattr(item, "filename", None) or None
     try:
         x, placement = preprocess.preprocess_placed(item, line=line)
-        return Reading(file=file, input=x, placement=placement)
+        warning = too_small(x, placement) if line else None
+        return Reading(file=file, input=x, placement=placement, warning=warning)
     except DigitseqError as e:
         return Reading(file=file, error=str(e))
     except Exception as e:  # noqa: BLE001 - a decoder's own failure must not stop the others
         return Reading(file=file, error=f"cannot read image ({one_line(e)})")
+
+
+MIN_INK_PX = 8  # rows of ink in the image below which no digit's shape is resolved
+
+
+def too_small(x: np.ndarray, placement: np.ndarray) -> str | None:
+    """A warning when the number is less than MIN_INK_PX tall in the image itself: scaled up
+    to the model's 20-px digits it still reads, with a confidence that knows nothing of the
+    rows that were never there (a 5-px tall number read 0.2-0.4; MNIST digits are 20 px)."""
+    rows = int((x > 0.3).any(axis=1).sum())
+    height = rows * float(np.hypot(*placement[:2, 1]))  # input rows -> image pixels
+    if height >= MIN_INK_PX:
+        return None
+    return f"too small to read reliably: the number is {height:.0f} px tall in the image"
 
 
 def image_spans(spans: list[list[int]], placement: np.ndarray | None) -> list[list[int]]:
