@@ -3,9 +3,8 @@
 
 Two backends run the same preprocessed (N, 1, 28, W) lines: onnxruntime (the default: an
 exported ``.onnx`` file, or the model exported in memory on load) and torch (the checkpoint).
-For the CTC line reader the confidence is the calibrated probability of the whole string (CTC
-forward algorithm), with per-digit confidences and each digit's span; the 5-digit baselines
-read five 28-px cells and multiply their five per-digit maximum softmax probabilities.
+The model's decoder (``models.decoders``, chosen once from its output shape) turns its outputs
+into digits, the calibrated whole-number and per-digit confidences and each digit's span.
 """
 
 from __future__ import annotations
@@ -22,17 +21,13 @@ from digitseq.core.constants import IMG_H, IMG_W, N_DIGITS
 from digitseq.core.errors import DigitseqError, one_line
 from digitseq.core.extras import missing_extra
 from digitseq.core.paths import bundled_model_dir
-from digitseq.models import ctc_decode
-from digitseq.models.fixed_decode import sequence_confidence
+from digitseq.models import decoders
 from digitseq.reading import preprocess
 
 log = logging.getLogger(__name__)
 
 INPUT_FORMAT = f"{IMG_H}xW float32 in [0, 1], white ink on black (W = {IMG_W} for 5-digit models)"
-FRAME_STRIDE = 4  # input columns per CTC frame (models.ctc.FRAME_STRIDE; no torch import here)
-LINE_PAD = 32  # line widths are padded to a multiple of this: few shapes, bounded kernel caches
 JSON_KEYS = ("file", "digits", "confidence", "digit_confidences", "spans", "warning", "error")
-UNSURE = 0.01  # a length-constrained reading below this probability is flagged, never forced
 
 
 @dataclass
@@ -59,7 +54,7 @@ class Reading:
         return out
 
 
-# --- backends: (N, 1, 28, 140) float32 -> (N, 5, 10) float32 logits ----------------------------
+# --- backends: (N, 1, 28, W) float32 -> (N, T, 11) (or (N, 5, 10)) float32 logits --------------
 
 
 class OnnxBackend:
@@ -153,8 +148,8 @@ class Predictor:
         claimed = cls(backend, cfg, name, str(path)).kind if model else None
         if claimed is not None and claimed != kind:
             raise DigitseqError(
-                f"{sidecar.name} describes a {KINDS.get(claimed, claimed)} but {path.name} is a "
-                f"{KINDS[kind]}: a sidecar of another model?"
+                f"{sidecar.name} describes a {decoders.describe(claimed)} but {path.name} is a "
+                f"{decoders.describe(kind)}: a sidecar of another model?"
             )
         cfg = {**cfg, "model": {**model, "kind": kind}}
         return cls(backend, cfg, name, str(path))
@@ -179,63 +174,46 @@ class Predictor:
     @property
     def kind(self) -> str:
         """'ctc' (a line reader, any length) or 'fixed' (five digit heads)."""
-        model = self.config.get("model", {})
-        arch = str(model.get("arch", ""))
-        return model.get("kind") or ("ctc" if arch.startswith("ctc") else "fixed")
+        return decoders.config_kind(self.config.get("model", {}))
+
+    @property
+    def decoder(self):
+        """What the model's outputs mean (``models.decoders``): the one place that knows."""
+        return decoders.for_kind(self.kind)
+
+    @property
+    def line(self) -> bool:
+        """Whether preprocessing keeps the whole line (else it cuts five digit cells)."""
+        return self.decoder.line
 
     @property
     def trained_lengths(self) -> tuple[int, int]:
         lo, hi = self.config.get("train", {}).get("lengths", (5, 5))
-        return (1, 12) if self.kind == "ctc" and (lo, hi) == (5, 5) else (int(lo), int(hi))
+        return self.decoder.trained_lengths(lo, hi)
 
     def logits(self, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """(N, 28, 140) float32 model inputs -> (N, 5, 10) logits (fixed-length models)."""
-        x = np.ascontiguousarray(inputs, dtype=np.float32).reshape(-1, 1, IMG_H, IMG_W)
-        if len(x) == 0:
-            return np.zeros((0, N_DIGITS, 10), np.float32)
-        return np.concatenate(
-            [padded_call(self.backend, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        )
+        return decoders.cell_logits(self.run, inputs, batch_size)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """The backend over one batch of model inputs (padded to a few batch sizes)."""
+        return padded_call(self.backend, x)
 
     def outputs(self, inputs: list[np.ndarray], batch_size: int = 256) -> list[np.ndarray]:
-        """Model inputs (28, W) -> per input: (5, 10) probabilities (fixed) or (T, 11) frame
-        log-probabilities over its real width (ctc). Lines run in batches of one padded width."""
-        if self.kind != "ctc":
-            return list(softmax(self.logits(np.stack(inputs), batch_size))) if inputs else []
-        out: list[np.ndarray | None] = [None] * len(inputs)
-        widths = np.array([x.shape[1] for x in inputs])
-        padded = (widths + LINE_PAD - 1) // LINE_PAD * LINE_PAD
-        for w in np.unique(padded):
-            idx = np.flatnonzero(padded == w)
-            for k in range(0, len(idx), batch_size):
-                part = idx[k : k + batch_size]
-                x = np.zeros((len(part), 1, IMG_H, int(w)), np.float32)
-                for row, i in enumerate(part):
-                    x[row, 0, :, : widths[i]] = inputs[i]
-                logp = ctc_decode.log_softmax(padded_call(self.backend, x))
-                for row, i in enumerate(part):
-                    out[i] = logp[row, : -(-int(widths[i]) // FRAME_STRIDE)]
-        return out
+        """Model inputs (28, W) -> what the decoder reads, per input: (T, 11) frame
+        log-probabilities over its real width (a line reader) or (5, 10) probabilities."""
+        return self.decoder.outputs(self.run, inputs, batch_size)
 
     def fill(self, r: Reading, output: np.ndarray, min_confidence=None, digits=None) -> None:
         """Digits, confidences and spans of one reading from its model output."""
-        if self.kind != "ctc":
-            fill(r, output, min_confidence)
-            return
-        lo, hi = digits if digits else (None, None)
-        d = ctc_decode.decode(output, lo, hi)
-        r.digits, r.confidence = d.digits, float(d.confidence)
-        r.digit_confidences = [round(float(c), 6) for c in d.digit_confidences]
-        r.input_spans = [[f0 * FRAME_STRIDE, (f1 + 1) * FRAME_STRIDE - 1] for f0, f1 in d.frames]
-        r.spans = image_spans(r.input_spans, r.placement)
-        if digits and (not d.digits or d.confidence < UNSURE):
+        decoded = self.decoder.decode(output, digits)
+        for key, value in decoded.items():
+            setattr(r, key, value)
+        if r.input_spans is not None:
+            r.spans = image_spans(r.input_spans, r.placement)
+        if "warning" not in decoded and len(r.digits) > self.trained_lengths[1]:
             r.warning = (
-                f"unsure: no reading with {lo}-{hi} digits is likely" if lo != hi
-                else f"unsure: no reading with {lo} digits is likely"
-            )  # fmt: skip
-        elif len(d.digits) > self.trained_lengths[1]:
-            r.warning = (
-                f"{len(d.digits)} digits: longer than the {self.trained_lengths[1]} this reader "
+                f"{len(r.digits)} digits: longer than the {self.trained_lengths[1]} this reader "
                 "was trained on"
             )
         if min_confidence is not None and r.confidence < min_confidence:
@@ -243,19 +221,16 @@ class Predictor:
 
     def check_digits(self, digits) -> None:
         """A length constraint this model can honour, or a one-line error."""
-        if digits and self.kind != "ctc" and tuple(digits) != (N_DIGITS, N_DIGITS):
-            raise DigitseqError(f"this model reads exactly {N_DIGITS} digits; --digits {digits}")
+        self.decoder.check_digits(digits)
 
     def predict_prepared(self, readings, min_confidence=None, batch_size: int = 64, digits=None):
         """Run the model over readings prepared by ``prepare`` (errors pass through)."""
         digits = digits or self.digits
         self.check_digits(digits)
+        for r in readings:
+            if r.error is None and (bad := self.decoder.bad_input(r.input)):
+                r.error, r.input = bad, None
         ok = [r for r in readings if r.error is None]
-        if self.kind != "ctc":
-            bad = [r for r in ok if r.input.shape != (IMG_H, IMG_W)]
-            for r in bad:
-                r.error, r.input = "not a 28x140 model input", None
-            ok = [r for r in ok if r.error is None]
         for r, out in zip(ok, self.outputs([r.input for r in ok], batch_size), strict=True):
             self.fill(r, out, min_confidence, digits)
         return readings
@@ -264,15 +239,12 @@ class Predictor:
         """Read each image (path, bytes, PIL image or array); never raises for a bad image.
         ``digits``: (lo, hi) to read the most probable number with lo..hi digits."""
         self.check_digits(digits)
-        readings = [prepare(item, line=self.kind == "ctc") for item in as_list(images)]
+        readings = [prepare(item, line=self.line) for item in as_list(images)]
         return self.predict_prepared(readings, min_confidence, batch_size, digits)
 
     def read(self, image, min_confidence=None, digits=None) -> Reading:
         """One image -> its Reading."""
         return self.predict([image], min_confidence, digits=digits)[0]
-
-
-KINDS = {"ctc": "line reader (N, T, 11)", "fixed": "5-digit model (N, 5, 10)"}
 
 
 def probe(backend, source: str) -> str:
@@ -285,11 +257,8 @@ def probe(backend, source: str) -> str:
         raise DigitseqError(
             f"{source} does not run on a 1x1x{IMG_H}x{IMG_W} input: {one_line(e)}"
         ) from None
-    if out.ndim == 3 and out.shape[0] == 1 and out.shape[1] >= 1 and out.shape[2] == 11:
-        kind = "ctc"
-    elif out.shape == (1, N_DIGITS, 10):
-        kind = "fixed"
-    else:
+    kind = decoders.kind_of(out)
+    if kind is None:
         raise DigitseqError(
             f"{source} outputs shape {out.shape}: not a digitseq reader (expected "
             f"(N, T, 11) or (N, {N_DIGITS}, 10))"
@@ -376,24 +345,6 @@ def padded_call(backend, x: np.ndarray) -> np.ndarray:
     if size != n:
         x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
     return backend(x)[:n]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def fill(r: Reading, probs: np.ndarray, min_confidence: float | None) -> None:
-    """Digits and confidences from (5, 10) probabilities; abstain below ``min_confidence``."""
-    best = probs.argmax(axis=-1)
-    per_digit = probs.max(axis=-1).astype(np.float64)
-    r.confidence = float(sequence_confidence(probs))
-    r.digit_confidences = [float(p) for p in per_digit]
-    r.probabilities = probs.astype(np.float64).round(6).tolist()
-    r.digits = "".join(str(int(d)) for d in best)
-    if min_confidence is not None and r.confidence < min_confidence:
-        r.digits, r.abstained = None, True
 
 
 def cached_onnx(model, cfg: dict) -> str:

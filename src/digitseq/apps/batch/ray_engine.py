@@ -23,7 +23,7 @@ import numpy as np
 
 from digitseq.apps.batch.inputs import iter_items
 from digitseq.apps.batch.output import json_record
-from digitseq.apps.batch.work import finish, line_input, prepare_bytes, prepare_files
+from digitseq.apps.batch.work import finish, prepare_bytes, prepare_files
 from digitseq.core import reaper
 from digitseq.core.errors import DigitseqError
 from digitseq.core.progress import is_terminal
@@ -159,7 +159,7 @@ def dataset(
 
     probe = Predictor.load(model, backend=backend)  # a bad model or --digits: one line, now
     probe.check_digits(digits)
-    line = line_input(probe)
+    line = probe.line
     del probe
     ray = init(num_cpus)
     local, remote = [], []

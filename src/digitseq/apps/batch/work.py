@@ -9,8 +9,6 @@ import signal
 import sys
 from dataclasses import dataclass
 
-import numpy as np
-
 from digitseq.core.lifeline import exit_with_parent
 from digitseq.reading import predictor as reading
 from digitseq.reading.predictor import Reading
@@ -49,7 +47,7 @@ def read_files(paths: list[str], spec: ReaderSpec) -> list[Reading]:
     if "torch" in sys.modules:  # the torch backend, or a checkpoint exported on load
         sys.modules["torch"].set_num_threads(1)
     predictor = loaded(spec)
-    readings = prepare_files(paths, line_input(predictor))
+    readings = prepare_files(paths, predictor.line)
     return finish(predictor, readings, spec.min_confidence, batch_size=max(1, len(paths)))
 
 
@@ -62,11 +60,6 @@ def init_worker(parent: int) -> None:
         os.environ.setdefault(var, "1")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent(parent, signal.SIGKILL)
-
-
-def line_input(predictor) -> bool:
-    """Whether the model reads whole lines (the CTC reader) or five 28x28 digit cells."""
-    return getattr(predictor, "kind", "fixed") == "ctc"
 
 
 def prepare_files(paths: list[str], line: bool = True) -> list[Reading]:
@@ -88,18 +81,9 @@ def finish(predictor, readings: list[Reading], min_confidence=None, batch_size: 
     """Run the model once over the prepared readings (errors pass through); returns them.
 
     The Predictor's own ``predict`` does prepare + this step in one call; this is its second
-    half, for inputs prepared elsewhere. When the Predictor offers ``predict_prepared`` it is
-    used; otherwise (fixed-length models of older versions) its batched ``logits`` and the
-    module's ``softmax``/``fill``. tests/test_batch.py compares this path with ``predict``."""
-    hook = getattr(predictor, "predict_prepared", None)
-    if hook is not None:
-        readings = hook(readings, min_confidence, batch_size)
-    else:
-        ok = [r for r in readings if r.error is None]
-        if ok:
-            logits = predictor.logits(np.stack([r.input for r in ok]), batch_size)
-            for r, p in zip(ok, reading.softmax(logits), strict=True):
-                reading.fill(r, p, min_confidence)
+    half, for inputs prepared elsewhere. tests/test_batch.py compares this path with
+    ``predict``."""
+    readings = predictor.predict_prepared(readings, min_confidence, batch_size)
     for r in readings:
         r.input = None  # (28, 140) float32 each: not kept once read
     return readings

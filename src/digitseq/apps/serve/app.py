@@ -337,7 +337,7 @@ async def read_images(request: Request, s: ServeSettings, min_confidence, digits
     loop = asyncio.get_running_loop()
     pool, batcher = request.app.state.pool, request.app.state.batcher
     p = request.app.state.predictor
-    line = p.kind == "ctc"
+    line = p.line
     share = asyncio.Semaphore(s.request_threads)  # this request's share of the decode pool
 
     async def decode(data: bytes):

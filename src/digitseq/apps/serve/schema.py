@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from digitseq.core.constants import IMG_H, IMG_W
+from digitseq.models import decoders
 
 DESCRIPTION = """Reads the handwritten number (any length) in each posted image with digitseq's
 CTC line reader; `digits=N` or `digits=A-B` asks for the most probable number of that length.
@@ -122,22 +122,9 @@ def read_request_body(max_files: int) -> dict:
 
 
 def model_input(info: dict) -> dict:
-    """What the model reads after preprocessing: a whole line of any width (the CTC reader), or
-    five 28x28 cells (the 5-digit models)."""
-    if info.get("kind") == "ctc":
-        return {
-            "format": info.get("input_format"),
-            "shape": [1, IMG_H, "W"],
-            "dtype": "float32",
-            "preprocessing": "the whole line: ink found, cropped and deskewed, scaled to digits "
-            f"{IMG_H} px tall and any width W (a number of any length)",
-        }
-    return {
-        "format": info.get("input_format"),
-        "shape": [1, IMG_H, IMG_W],
-        "dtype": "float32",
-        "preprocessing": "any image is cut into 5 MNIST-style cells",
-    }
+    """What the model reads after preprocessing, as its decoder describes it: a whole line of
+    any width (a line reader), or five 28x28 cells (the 5-digit baselines)."""
+    return decoders.for_kind(info["kind"]).model_input(info.get("input_format"))
 
 
 def model_answer(info: dict, s) -> dict:

@@ -44,7 +44,7 @@ MAX_UPLOAD_MB = 10  # per file; the uploader refuses larger files, upload_ui dou
 MAX_READINGS = 50  # images kept per session, newest first
 MAX_SESSION_MB = 48  # gray copies + thumbnails + model inputs kept per session
 TEST_POOL_SIZE = 300  # numbers composed on the fly when there is no stored dataset
-TEST_LENGTHS = (1, 8)  # lengths of the test numbers offered to a CTC reader
+TEST_LENGTHS = (1, 8)  # lengths of the test numbers offered to a reader of any length
 CANVAS_W, CANVAS_H, STROKE = 840, 140, 14
 MAX_FIGURES = 14  # model-card figures listed in the sidebar
 
@@ -61,12 +61,12 @@ def load_predictor(path: str) -> Predictor:
 
 
 @st.cache_resource(show_spinner="Preparing test numbers…", max_entries=2)
-def test_pool(kind: str) -> tuple[list[np.ndarray], list[str], str]:
-    """(images (28, W) uint8, their numbers, where they come from): 5-digit numbers for a
-    'fixed' model, numbers of TEST_LENGTHS digits for a CTC reader."""
+def test_pool(only: tuple[int, int] | None) -> tuple[list[np.ndarray], list[str], str]:
+    """(images (28, W) uint8, their numbers, where they come from): numbers of TEST_LENGTHS
+    digits, or of the ``only`` lengths a model reads (the stored test split, when there is one)."""
     from digitseq.data import compose, mnist, storage
 
-    if kind != "ctc":
+    if only is not None:
         dataset = paths.default_dataset_dir()
         if (dataset / "manifest.json").is_file():
             try:
@@ -76,7 +76,7 @@ def test_pool(kind: str) -> tuple[list[np.ndarray], list[str], str]:
             except DigitseqError:
                 pass  # unusable dataset: compose numbers instead
     images, labels, _ = mnist.split_pool(mnist.load(), "test")
-    lengths = TEST_LENGTHS if kind == "ctc" else (5, 5)
+    lengths = only or TEST_LENGTHS
     lines = compose.generate(images, labels, TEST_POOL_SIZE, np.random.default_rng(0),
                              lengths=lengths)  # fmt: skip
     pictures = [img[:, :w] for img, w in zip(lines.images, lines.widths, strict=True)]
@@ -176,8 +176,8 @@ def model_card_ui(info: dict, path: Path) -> None:
 def length_ui(predictor: Predictor) -> tuple[int, int] | None:
     """The "the number has N digits" option, passed to the predictor as ``digits=``."""
     st.sidebar.header("Number of digits")
-    if predictor.kind != "ctc":
-        st.sidebar.caption("This model reads exactly 5 digits.")
+    if predictor.decoder.lengths is not None:
+        st.sidebar.caption(f"This model reads exactly {predictor.decoder.lengths[0]} digits.")
         return None
     mode = st.sidebar.radio(
         "The number has", ["any number of digits", "exactly", "between"], key="length-mode"
@@ -250,12 +250,12 @@ def draw_ui(predictor: Predictor, digits) -> None:
     result_ui(entry, reading, predictor, key="canvas")
 
 
-def test_split_ui(kind: str) -> None:
+def test_split_ui(only: tuple[int, int] | None) -> None:
     st.caption("A number the model never saw in training, with its true label.")
     if not st.button("Pick a random test number", key="pick-test"):
         return
     try:
-        images, labels, source = test_pool(kind)
+        images, labels, source = test_pool(only)
     except Exception as exc:  # noqa: BLE001
         st.error(f"Could not prepare test numbers: {one_line(exc)}")
         return
@@ -285,7 +285,7 @@ def examples_ui() -> None:
 def read_entries(predictor: Predictor, entries: list[Entry], digits) -> list:
     """Readings (or error texts) of entries; each entry's model input is computed once per kind
     of preprocessing and kept, so a new length constraint or model only reruns the model."""
-    line = predictor.kind == "ctc"
+    line = predictor.line
     kind = "line" if line else "cells"
     readings: list = []
     for e in entries:
@@ -365,7 +365,7 @@ def steps_ui(entry: Entry, predictor: Predictor, key: str) -> None:
         return
     with steps:
         try:
-            _, pictures = preprocess.preprocess_steps(entry.image, line=predictor.kind == "ctc")
+            _, pictures = preprocess.preprocess_steps(entry.image, line=predictor.line)
         except Exception as exc:  # noqa: BLE001
             st.error(one_line(exc))
             return
@@ -428,7 +428,7 @@ def main() -> None:
     with draw:
         draw_ui(predictor, digits)
     with test:
-        test_split_ui(predictor.kind)
+        test_split_ui(predictor.decoder.lengths)
     with examples:
         examples_ui()
     readings_ui(predictor, digits)
