@@ -84,8 +84,9 @@ def main() -> None:
         "hardware": args.hardware,
         "training_seconds": round(sum(r["seconds"] for r in history)),
         "epochs": len(history),
-        "numbers_seen": sum(r.get("numbers", tr["steps_per_epoch"] * tr["batch_size"])
-                            for r in history),  # fmt: skip
+        "numbers_seen": sum(
+            r.get("numbers", tr["steps_per_epoch"] * tr["batch_size"]) for r in history
+        ),  # fmt: skip
         "best_epoch": best["epoch"],
         "val_seq_acc": round(best["val_seq_acc"], 5),
         "val_digit_acc": round(best["val_digit_acc"], 5),
