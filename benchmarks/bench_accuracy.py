@@ -40,12 +40,11 @@ def five_digit_sets(pool, labels, n: int, seed: int = 0) -> dict[str, compose.Li
 
 
 def score(read: list[str], truth: list[str]) -> dict:
-    right = np.array([a == b for a, b in zip(read, truth, strict=True)])
-    errors = sum(ctc_decode.edit_distance(a, b) for a, b in zip(read, truth, strict=True))
+    right, errors, chars = ctc_decode.score(read, truth)
     return {
         "n": len(truth),
         "seq_acc": round(float(right.mean()), 5),
-        "digit_acc": round(1 - errors / sum(map(len, truth)), 5),
+        "digit_acc": round(1 - errors / chars, 5),
     }
 
 
@@ -66,7 +65,7 @@ def thresholds(model, pool, labels, n: int = 10_000) -> dict:
         r, c = lengths.read_lines(model, part.images, part.widths)
         for j, k in enumerate(order[i : i + 500]):
             read[k], conf[k] = r[j], c[j]
-    right = np.array([a == b for a, b in zip(read, truth, strict=True)])
+    right = ctc_decode.score(read, truth)[0]
     out = {}
     by_conf = np.argsort(-conf)
     acc = np.cumsum(right[by_conf]) / np.arange(1, n + 1)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from digitseq.core import files
+from digitseq.core.constants import FRAME_STRIDE
 from digitseq.data import compose, mnist
 from digitseq.models import checkpoint, ctc_decode
 
@@ -49,7 +50,7 @@ def frame_logprobs(model, lines: compose.Lines) -> list[np.ndarray]:
         part = lines.take(idx, 32)
         logp = ctc_decode.log_softmax(batched_logits(model, part.images, batch_size=500).numpy())
         for k, lp, w in zip(idx, logp, part.widths, strict=True):
-            out[k] = lp[: -(-int(w) // 4)].astype(np.float64)
+            out[k] = lp[: -(-int(w) // FRAME_STRIDE)].astype(np.float64)
     return out
 
 
@@ -113,9 +114,8 @@ def average_weights(models: list[torch.nn.Module], weights=None) -> torch.nn.Mod
 
 
 def score(read: list[str], truth: list[str]) -> dict:
-    right = np.mean([a == b for a, b in zip(read, truth, strict=True)])
-    errors = sum(ctc_decode.edit_distance(a, b) for a, b in zip(read, truth, strict=True))
-    return {"seq_acc": round(float(right), 5), "cer": round(errors / sum(map(len, truth)), 5)}
+    right, errors, chars = ctc_decode.score(read, truth)
+    return {"seq_acc": round(float(right.mean()), 5), "cer": round(errors / chars, 5)}
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from digitseq.models.ctc_decode import (
-    Reading,
+    Decoded,
     _batch_logprob,
     _completion_logprob,
     alignment,
@@ -325,7 +325,7 @@ def test_alignment_is_the_best_path(seed):
 def test_decode_greedy_and_bounds():
     logp = peaky([0, 1, 1, 0, 5, 0, 5, 8, 0, 3], strength=6)
     reading = decode(logp)
-    assert isinstance(reading, Reading)
+    assert isinstance(reading, Decoded)
     assert reading.digits == "04472"
     assert reading.frames == ((1, 2), (4, 4), (6, 6), (7, 7), (9, 9))
     assert reading.logprob == pytest.approx(string_logprob(logp, "04472"))

@@ -24,8 +24,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 @pytest.mark.parametrize("arch", registry.list_models())
 def test_every_model_gives_logits_of_its_kind_and_trains(arch):
-    from digitseq.training.loop import batch_loss
-
     model = registry.build_model(arch)
     x = torch.rand(3, 1, 28, 140)
     logits = model(x)
@@ -36,7 +34,7 @@ def test_every_model_gives_logits_of_its_kind_and_trains(arch):
         assert logits.shape == (3, 5, 10)
     digits = torch.tensor([[1, 2, 3, 4, 5], [0, 0, 7, 0, 0], [9, 9, 9, 9, 9]])
     lengths, widths = torch.tensor([5, 3, 1]), torch.full((3,), 140)
-    loss = batch_loss(registry.kind(arch), logits, digits, lengths, widths)
+    loss = registry.head(arch).loss(logits, digits, lengths, widths)
     assert torch.isfinite(loss)
     loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

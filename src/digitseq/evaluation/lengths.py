@@ -53,9 +53,7 @@ def length_row(read: list[str], truth: list[str], conf: np.ndarray, length, layo
     whole-number accuracy, CER (edit distance / true digits), wrong-length rate, ECE of the
     string probability."""
     n = len(truth)
-    pairs = list(zip(read, truth, strict=True))
-    right = np.array([a == b for a, b in pairs], bool)
-    errors = sum(ctc_decode.edit_distance(a, b) for a, b in zip(read, truth, strict=True))
+    right, errors, chars = ctc_decode.score(read, truth)
     ece, _ = calibration(np.asarray(conf, np.float64), right)
     return {
         "length": length,
@@ -63,7 +61,7 @@ def length_row(read: list[str], truth: list[str], conf: np.ndarray, length, layo
         "layout": layout,
         "seq_acc": float(right.mean()),
         "target": 0.997**length if isinstance(length, int) else None,
-        "cer": errors / max(1, sum(map(len, truth))),
+        "cer": errors / max(1, chars),
         "wrong_length": float(
             np.mean([len(a) != len(b) for a, b in zip(read, truth, strict=True)])
         ),

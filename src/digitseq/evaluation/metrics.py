@@ -20,7 +20,7 @@ from digitseq.core.errors import DigitseqError
 from digitseq.data import mnist, storage
 from digitseq.data.layouts import LAYOUT_IDS
 from digitseq.models import checkpoint
-from digitseq.models.fixed_decode import sequence_confidence
+from digitseq.models.decoders import sequence_confidence
 
 ECE_BINS = 15
 COVERAGES = tuple(round(1.0 - 0.01 * i, 2) for i in range(51))  # 1.00, 0.99, ..., 0.50

@@ -27,6 +27,7 @@ from digitseq.evaluation.metrics import (
     model_summary,
     open_split,
 )
+from digitseq.models import decoders
 
 PAD_TO = 32  # batches are cropped to their widest number rounded up to this (few shapes)
 N_WORST = 24
@@ -63,10 +64,8 @@ def open_any_split(data: Path | None, split: str = "test") -> storage.Split:
 
 
 def is_line_reader(cfg: dict) -> bool:
-    model = cfg.get("model", {})
-    return (
-        model.get("kind") or ("ctc" if str(model.get("arch", "")).startswith("ctc") else "")
-    ) == "ctc"
+    """Whether a run's model reads whole lines (numbers of any length)."""
+    return decoders.for_config(cfg.get("model", {})).line
 
 
 def read_stored(model, split: storage.Split, n: int, batch_size: int = 256, progress=None):

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitseq.core.constants import DIGIT_SIZE, FRAME_STRIDE
+from digitseq.models.ctc_decode import best_path
 from digitseq.models.layers import Normalize, conv_bn
 
 N_CLASSES = 11  # blank + 10 digits
@@ -96,16 +97,24 @@ def distill_loss(logits, teacher_logits, lengths, frames) -> torch.Tensor:
 
 
 def greedy_strings(logits: torch.Tensor, frames: torch.Tensor | None = None) -> list[str]:
-    """Best-path decoding of a batch (for validation; readers use models.ctc_decode)."""
-    best = logits.argmax(-1).cpu()  # (N, T)
-    out = []
-    for i, row in enumerate(best.tolist()):
-        if frames is not None:
-            row = row[: int(frames[i])]
-        digits, prev = [], 0
-        for c in row:
-            if c != prev and c != 0:
-                digits.append(str(c - 1))
-            prev = c
-        out.append("".join(digits))
-    return out
+    """Best-path decoding of a batch: the argmax here, the collapse in ``ctc_decode.best_path``
+    (the one greedy decoder, which readers use too)."""
+    best = logits.argmax(-1).cpu().numpy()  # (N, T)
+    counts = [best.shape[1]] * len(best) if frames is None else [int(f) for f in frames]
+    return [best_path(row[:n])[0] for row, n in zip(best, counts, strict=True)]
+
+
+# --- what training asks of a line reader (registry.Head): widths in, frames counted here -------
+
+
+def line_loss(logits, digits, lengths, widths, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The CTC loss of each line over the frames of its real width (no label smoothing)."""
+    return ctc_loss(logits, digits, lengths, frame_counts(widths))
+
+
+def line_strings(logits, widths) -> list[str]:
+    return greedy_strings(logits, frame_counts(widths))
+
+
+def line_distill(logits, teacher_logits, lengths, widths) -> torch.Tensor:
+    return distill_loss(logits, teacher_logits, lengths, frame_counts(widths))

@@ -20,7 +20,10 @@ NEG_INF = -np.inf
 
 
 @dataclass(frozen=True)
-class Reading:
+class Decoded:
+    """A CTC decoding of one line; ``decoders.LineDecoder`` turns it into the fields of the
+    product's one ``Reading`` (``reading.predictor``)."""
+
     digits: str  # "" when nothing fits the length bounds (or the model saw no digit)
     logprob: float  # log P(digits | logp), exact CTC probability
     confidence: float  # exp(logprob)
@@ -107,10 +110,15 @@ def string_logprob(logp, digits: str) -> float:
 
 def greedy(logp) -> tuple[str, list[tuple[int, int]]]:
     """Best path: argmax per frame, collapse repeats, drop blanks; spans of each digit's run."""
-    lp = _check(logp)
-    if len(lp) == 0:
+    return best_path(np.argmax(_check(logp), axis=1))
+
+
+def best_path(best: np.ndarray) -> tuple[str, list[tuple[int, int]]]:
+    """(T,) best class per frame -> its digits (repeats collapsed, blanks dropped) and the
+    (first, last) frame of each digit's run."""
+    best = np.asarray(best)
+    if len(best) == 0:
         return "", []
-    best = np.argmax(lp, axis=1)  # (T,)
     starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
     ends = np.r_[starts[1:] - 1, len(best) - 1]
     keep = best[starts] != 0
@@ -306,11 +314,11 @@ def decode(logp, min_len: int | None = None, max_len: int | None = None, beam: i
     else:
         found = beam_search(lp, min_len or 0, max_len, beam)
         if not found:
-            return Reading("", float(NEG_INF), 0.0, (), ())
+            return Decoded("", float(NEG_INF), 0.0, (), ())
         digits = found[0][0]
         frames = alignment(lp, digits)
     logprob, conf = _confidences(lp, digits)
-    return Reading(
+    return Decoded(
         digits=digits,
         logprob=logprob,
         confidence=float(np.exp(logprob)),
@@ -319,8 +327,8 @@ def decode(logp, min_len: int | None = None, max_len: int | None = None, beam: i
     )
 
 
-def decode_batch(logp_batch, frame_counts=None, **kw) -> list[Reading]:
-    """logp_batch (N, T, 11), frame_counts (N,) or None -> one Reading per item."""
+def decode_batch(logp_batch, frame_counts=None, **kw) -> list[Decoded]:
+    """logp_batch (N, T, 11), frame_counts (N,) or None -> one Decoded per item."""
     batch = np.asarray(logp_batch)
     if batch.ndim != 3:
         raise ValueError(f"logp_batch must have shape (N, T, 11), got {batch.shape}")
@@ -340,3 +348,11 @@ def edit_distance(a: str, b: str) -> int:
             cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
         prev = cur
     return prev[-1]
+
+
+def score(read: list[str], truth: list[str]) -> tuple[np.ndarray, int, int]:
+    """The one accuracy scorer (training, validation, evaluation, benchmarks): whole numbers
+    read right (N,) bool, character errors (edit distance, summed) and true characters."""
+    pairs = list(zip(read, truth, strict=True))
+    right = np.array([a == b for a, b in pairs], bool)
+    return right, sum(edit_distance(a, b) for a, b in pairs), sum(map(len, truth))

@@ -158,6 +158,11 @@ def for_kind(kind: str):
     return DECODERS[kind]
 
 
+def for_config(model: dict):
+    """The decoder of the model a config's ``model`` part describes."""
+    return for_kind(config_kind(model))
+
+
 def describe(kind: str) -> str:
     return DECODERS[kind].describe if kind in DECODERS else kind
 

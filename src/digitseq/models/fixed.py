@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from digitseq.core.constants import IMG_H, IMG_W, N_DIGITS
 from digitseq.models.layers import Normalize, conv_bn
+
+
+def cells_loss(logits, digits, lengths, widths, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy over the five heads (fp32)."""
+    return F.cross_entropy(
+        logits.float().reshape(-1, 10), digits.reshape(-1), label_smoothing=label_smoothing
+    )
+
+
+def cells_strings(logits, widths) -> list[str]:
+    """The five heads' argmax digits of each number of a batch."""
+    return ["".join(map(str, row)) for row in logits.argmax(-1).tolist()]
 
 
 class MultiHead(nn.Module):

@@ -179,7 +179,7 @@ class Predictor:
     @property
     def decoder(self):
         """What the model's outputs mean (``models.decoders``): the one place that knows."""
-        return decoders.for_kind(self.kind)
+        return decoders.for_config(self.config.get("model", {}))
 
     @property
     def line(self) -> bool:

@@ -13,18 +13,16 @@ import torch
 from digitseq.core import files
 from digitseq.models import checkpoint, registry
 from digitseq.models.inference import batched_logits
-from digitseq.training.loop import batch_loss
 
 
 @torch.no_grad()
-def fit_temperature(model, batches: list[tuple], kind: str, dev) -> dict:
+def fit_temperature(model, batches: list[tuple], head: registry.Head, dev) -> dict:
     """The T minimizing the val NLL of logits / T (golden-section search; NLL is unimodal in T)."""
     logits = [batched_logits(model, b[0], dev, batch_size=len(b[0])) for b in batches]
 
     def nll(t: float) -> float:
         total = sum(
-            batch_loss(kind, z / t, *b[1:]).item() * len(z)
-            for z, b in zip(logits, batches, strict=True)
+            head.loss(z / t, *b[1:]).item() * len(z) for z, b in zip(logits, batches, strict=True)
         )
         return total / sum(len(z) for z in logits)
 
@@ -55,6 +53,6 @@ def calibrate_weights(weights: Path, cfg_path: Path, batches: list[tuple], dev=N
     state = checkpoint.load_state_dict(weights)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     dev = dev or torch.device("cpu")
-    cfg["calibration"] = fit_temperature(model.to(dev), batches, registry.kind(arch), dev)
+    cfg["calibration"] = fit_temperature(model.to(dev), batches, registry.head(arch), dev)
     files.write_json(cfg_path, cfg)
     return cfg["calibration"]

@@ -80,7 +80,7 @@ def build_data(cfg: TrainConfig, rank: int, world: int, mnist_dir):
     if cfg.data:
         train = storage.load_split(Path(cfg.data), "train")
         val = storage.load_split(Path(cfg.data), "val")
-        lines = registry.kind(cfg.arch) == "ctc"
+        lines = registry.head(cfg.arch).lines
         if not lines and (train.images.shape[-1] != IMG_W or (train.lengths != N_DIGITS).any()):
             raise DigitseqError(
                 f"{cfg.arch} reads {N_DIGITS}-digit numbers only; {cfg.data} holds numbers of "
@@ -95,7 +95,7 @@ def build_data(cfg: TrainConfig, rank: int, world: int, mnist_dir):
     m = mnist.load(mnist_dir)
     timg, tlab = training_pool(cfg, *mnist.split_pool(m, "train")[:2])
     vpool, vlabels, _ = mnist.split_pool(m, "val")
-    if registry.kind(cfg.arch) == "ctc":
+    if registry.head(cfg.arch).lines:
         batches = loaders.LineBatches(
             timg, tlab, cfg.batch_size, cfg.steps_per_epoch, cfg.seed, cfg.layout, rank,
             cfg.lengths, cfg.pad_to,
@@ -172,7 +172,7 @@ def build(cfg: TrainConfig, out: Path, device: str) -> Run:
             model, device_ids=[dev] if dev.type == "cuda" else None
         )
     if cfg.compile:
-        net = torch.compile(net, dynamic=registry.kind(cfg.arch) == "ctc")
+        net = torch.compile(net, dynamic=registry.head(cfg.arch).lines)  # widths vary
     params = list(model.parameters())
     opt = torch.optim.AdamW(
         [
@@ -194,10 +194,10 @@ def load_teacher(cfg: TrainConfig, dev: torch.device) -> torch.nn.Module | None:
     """The frozen teacher of a distillation run (its raw logits: calibration is not applied)."""
     if not cfg.teacher:
         return None
-    if registry.kind(cfg.arch) != "ctc" or cfg.distill <= 0:
+    if registry.head(cfg.arch).distill is None or cfg.distill <= 0:
         raise DigitseqError("--teacher distils CTC readers only, with --distill > 0")
     teacher, tcfg = checkpoint.load_model(cfg.teacher)
-    if registry.kind(tcfg["model"]["arch"]) != "ctc":
+    if registry.head(tcfg["model"]["arch"]).distill is None:
         raise DigitseqError(f"--teacher {cfg.teacher} is not a CTC line reader")
     teacher = checkpoint.unwrap(teacher).to(dev, memory_format=torch.channels_last).eval()
     for p in teacher.parameters():
@@ -283,7 +283,7 @@ def run_epoch(run: Run, epoch: int, stream, steps: int, val, progress: bool) -> 
         )  # fmt: skip
     numbers = row.pop("numbers")
     t1 = time.perf_counter()
-    row.update(validate(run.judged, val, registry.kind(cfg.arch), run.dev, cfg.precision))
+    row.update(validate(run.judged, val, registry.head(cfg.arch), run.dev, cfg.precision))
     run.budget.reserve = 2 * (time.perf_counter() - t1)  # validation, and the checkpoint after
     return {
         "epoch": epoch + 1,

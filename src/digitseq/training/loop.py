@@ -10,34 +10,15 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from digitseq.core import files
-from digitseq.models import checkpoint, registry
-from digitseq.models.ctc import ctc_loss, distill_loss, frame_counts, greedy_strings
-from digitseq.models.ctc_decode import edit_distance
+from digitseq.models import checkpoint, ctc_decode, registry
 from digitseq.models.devices import autocast, to_input
 from digitseq.models.inference import batched_logits
 from digitseq.training.augment import augment
 from digitseq.training.config import TrainConfig
 
-# --- what the model is asked to do: fixed 5-digit heads or a CTC line ----------------------------
-
-
-def batch_loss(kind: str, logits, digits, lengths, widths, label_smoothing: float = 0.0):
-    """Cross-entropy over the five heads, or the CTC loss of each line (fp32 either way)."""
-    if kind == "ctc":
-        return ctc_loss(logits, digits, lengths, frame_counts(widths))
-    return F.cross_entropy(
-        logits.float().reshape(-1, 10), digits.reshape(-1), label_smoothing=label_smoothing
-    )
-
-
-def read_strings(kind: str, logits, widths) -> list[str]:
-    """The model's readings of a batch as digit strings (greedy for CTC)."""
-    if kind == "ctc":
-        return greedy_strings(logits, frame_counts(widths))
-    return ["".join(map(str, row)) for row in logits.argmax(-1).tolist()]
+# --- what the model is asked to do: its head's loss and greedy readings (registry.Head) ---------
 
 
 def true_strings(digits, lengths) -> list[str]:
@@ -48,9 +29,8 @@ def true_strings(digits, lengths) -> list[str]:
 
 def score(pred: list[str], true: list[str]) -> tuple[int, int, int]:
     """(whole numbers right, character errors (edit distance), true characters)."""
-    right = sum(p == t for p, t in zip(pred, true, strict=True))
-    errors = sum(edit_distance(p, t) for p, t in zip(pred, true, strict=True))
-    return right, errors, sum(len(t) for t in true)
+    right, errors, chars = ctc_decode.score(pred, true)
+    return int(right.sum()), errors, chars
 
 
 # --- one epoch, validation ----------------------------------------------------------------------
@@ -62,7 +42,7 @@ def train_one_epoch(
     """One pass over ``loader`` (stopped early when the ``budget`` clock runs out); with a
     ``teacher`` (a CTC reader on the same frame grid) the loss adds ``cfg.distill`` times the KL
     from its frame posteriors on the same augmented lines."""
-    kind = registry.kind(cfg.arch)
+    head = registry.head(cfg.arch)
     model.train()
     tot_loss = right = errors = chars = n = 0
     t0 = time.perf_counter()
@@ -72,11 +52,11 @@ def train_one_epoch(
         on_dev = widths.to(dev)
         with autocast(dev, cfg.precision):
             logits = model(x)  # (B, 5, 10) or (B, T, 11)
-        loss = batch_loss(kind, logits, digits, lengths, on_dev, cfg.label_smoothing)
+        loss = head.loss(logits, digits, lengths, on_dev, cfg.label_smoothing)
         if teacher is not None:
             with torch.no_grad(), autocast(dev, cfg.precision):
                 soft = teacher(x)
-            loss = loss + cfg.distill * distill_loss(logits, soft, lengths, frame_counts(on_dev))
+            loss = loss + cfg.distill * head.distill(logits, soft, lengths, on_dev)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -84,7 +64,7 @@ def train_one_epoch(
         if ema is not None:
             ema.update_parameters(model)
         with torch.no_grad():
-            r, e, c = score(read_strings(kind, logits, widths), true_strings(digits, lengths))
+            r, e, c = score(head.strings(logits, widths), true_strings(digits, lengths))
             b = len(img)
             tot_loss += loss.item() * b
             right, errors, chars, n = right + r, errors + e, chars + c, n + b
@@ -108,14 +88,14 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def validate(model, batches: list[tuple], kind: str, dev, precision: str = "auto") -> dict:
+def validate(model, batches: list[tuple], head, dev, precision: str = "auto") -> dict:
     """Loss and accuracies on a fixed set of batches, in order, no augmentation. Digit accuracy
     is 1 - CER (edit distance per true digit): for equal-length readings, per-position accuracy."""
     tot_loss = right = errors = chars = n = 0
     for img, digits, lengths, widths in batches:
         logits = batched_logits(model, img, dev, batch_size=len(img), precision=precision)
-        tot_loss += batch_loss(kind, logits, digits, lengths, widths).item() * len(img)
-        r, e, c = score(read_strings(kind, logits, widths), true_strings(digits, lengths))
+        tot_loss += head.loss(logits, digits, lengths, widths).item() * len(img)
+        r, e, c = score(head.strings(logits, widths), true_strings(digits, lengths))
         right, errors, chars, n = right + r, errors + e, chars + c, n + len(img)
     return {
         "val_loss": tot_loss / n,
