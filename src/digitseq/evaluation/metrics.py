@@ -19,7 +19,7 @@ from digitseq.core.constants import IMG_H, IMG_W, N_DIGITS
 from digitseq.core.errors import DigitseqError
 from digitseq.data import mnist, storage
 from digitseq.data.layouts import LAYOUT_IDS
-from digitseq.models import checkpoint
+from digitseq.models import checkpoint, decoders
 from digitseq.models.decoders import sequence_confidence
 
 ECE_BINS = 15
@@ -79,37 +79,13 @@ def predict_split(
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             x = torch.from_numpy(np.asarray(split.images[start:stop], np.float32) / 255.0)
-            logits = model(x.unsqueeze(1).to(device))  # (B, 1, 28, 140) -> (B, 5, 10)
-            if logits.shape[-1] == 11:  # a CTC line reader: (B, 35, 11) frame logits
-                probs[start:stop] = ctc_position_probs(logits.float().cpu().numpy())
-                bar.update(stop - start)
-                continue
-            if tuple(logits.shape) != (stop - start, N_DIGITS, 10):
-                raise DigitseqError(
-                    f"the model returned shape {tuple(logits.shape)}, not (N, 5, 10)"
-                )
-            probs[start:stop] = torch.softmax(logits.float(), -1).cpu().numpy()
+            logits = model(x.unsqueeze(1).to(device)).float().cpu().numpy()  # (B, 5, 10) or
+            decoder = decoders.for_outputs(logits)  # a line reader's (B, 35, 11) frame logits
+            if decoder is None:
+                raise DigitseqError(f"the model returned shape {logits.shape}, not (N, 5, 10)")
+            probs[start:stop] = decoder.cell_probs(logits)
             bar.update(stop - start)
     return probs, np.asarray(split.labels[:n]), np.asarray(split.layouts[:n])
-
-
-def ctc_position_probs(logits: np.ndarray) -> np.ndarray:
-    """(B, T, 11) CTC frame logits of 5-digit numbers -> (B, 5, 10): the best 5-digit string
-    (length-constrained beam search), then at each position the probability of each digit
-    given the other four (the string probability with that position substituted, normalized),
-    so the fixed-length metrics, confusion matrices and calibration apply unchanged."""
-    from digitseq.models import ctc_decode
-
-    out = np.empty((len(logits), N_DIGITS, 10), np.float32)
-    for i, lp in enumerate(ctc_decode.log_softmax(logits)):
-        best = ctc_decode.decode(lp, N_DIGITS, N_DIGITS)
-        if len(best.digits) != N_DIGITS:  # no 5-digit reading fits at all: uniform
-            out[i] = 0.1
-            continue
-        sub = ctc_decode._substitution_logprobs(lp.astype(np.float64), best.digits)
-        sub = np.exp(sub - sub.max(axis=1, keepdims=True))
-        out[i] = sub / sub.sum(axis=1, keepdims=True)
-    return out
 
 
 # --- metrics ------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ layout and overall, the most confident errors; ``digitseq evaluate`` writes them
 ``metrics.json``, ``report.md`` and ``length_accuracy.png``.
 
 5-digit splits (format version 1) keep the fixed-length evaluation of ``metrics``, which reads
-CTC models through ``metrics.ctc_position_probs``.
+CTC models through their decoder's ``cell_probs``.
 """
 
 from __future__ import annotations

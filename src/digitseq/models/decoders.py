@@ -91,6 +91,22 @@ class LineDecoder:
             )  # fmt: skip
         return out
 
+    def cell_probs(self, logits: np.ndarray) -> np.ndarray:
+        """(B, T, 11) frame logits of 5-digit numbers -> (B, 5, 10): the best 5-digit string
+        (length-constrained beam search), then at each position the probability of each digit
+        given the other four (the string probability with that position substituted,
+        normalized), so the fixed-length metrics, confusion matrices and calibration apply."""
+        out = np.empty((len(logits), N_DIGITS, 10), np.float32)
+        for i, lp in enumerate(ctc_decode.log_softmax(logits)):
+            best = ctc_decode.decode(lp, N_DIGITS, N_DIGITS)
+            if len(best.digits) != N_DIGITS:  # no 5-digit reading fits at all: uniform
+                out[i] = 0.1
+                continue
+            sub = ctc_decode._substitution_logprobs(lp.astype(np.float64), best.digits)
+            sub = np.exp(sub - sub.max(axis=1, keepdims=True))
+            out[i] = sub / sub.sum(axis=1, keepdims=True)
+        return out
+
     def model_input(self, input_format) -> dict:
         return {
             "format": input_format,
@@ -130,6 +146,10 @@ class CellDecoder:
             "digit_confidences": [float(p) for p in probs.max(axis=-1).astype(np.float64)],
             "probabilities": probs.astype(np.float64).round(6).tolist(),
         }
+
+    def cell_probs(self, logits: np.ndarray) -> np.ndarray:
+        """(B, 5, 10) logits -> (B, 5, 10) per-position softmax probabilities."""
+        return softmax(logits)
 
     def model_input(self, input_format) -> dict:
         return {
@@ -176,8 +196,20 @@ def config_kind(model: dict) -> str:
 def kind_of(out: np.ndarray) -> str | None:
     """The kind of a model from its (1, ...) output on one 28x140 input; None if no decoder
     reads that shape."""
-    if out.ndim == 3 and out.shape[0] == 1 and out.shape[1] >= 1 and out.shape[2] == 11:
+    return item_kind(out.shape[1:]) if out.ndim == 3 and out.shape[0] == 1 else None
+
+
+def item_kind(shape: tuple) -> str | None:
+    """'ctc' for (T, 11) frames, 'fixed' for (5, 10) heads, else None."""
+    if len(shape) == 2 and shape[0] >= 1 and shape[1] == 11:
         return "ctc"
-    if out.shape == (1, N_DIGITS, 10):
+    if tuple(shape) == (N_DIGITS, 10):
         return "fixed"
     return None
+
+
+def for_outputs(out: np.ndarray):
+    """The decoder that reads a batch of outputs (N, ...) of a 28x140 input, by their shape;
+    None if none does."""
+    kind = item_kind(np.shape(out)[1:]) if np.ndim(out) == 3 else None
+    return None if kind is None else DECODERS[kind]
