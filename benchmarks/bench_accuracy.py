@@ -57,14 +57,8 @@ def thresholds(model, pool, labels, n: int = 10_000) -> dict:
     """Confidence thresholds reaching 99.5% / 99.9% accuracy on val numbers (mixed lengths)."""
     lines = compose.generate(pool, labels, n, np.random.default_rng(11), "mix3", lengths=(1, 12),
                              pad_to=32)  # fmt: skip
-    order = np.argsort(lines.widths)
     truth = compose.labels_to_strings(lines.digits, lines.lengths)
-    read, conf = [None] * n, np.zeros(n)
-    for i in range(0, n, 500):
-        part = lines.take(order[i : i + 500], 32)
-        r, c = lengths.read_lines(model, part.images, part.widths)
-        for j, k in enumerate(order[i : i + 500]):
-            read[k], conf[k] = r[j], c[j]
+    read, conf = lengths.read_by_width(model, lines.widths, lambda r: lines.take(r, 32).images, 500)
     right = ctc_decode.score(read, truth)[0]
     out = {}
     by_conf = np.argsort(-conf)
@@ -79,15 +73,9 @@ def thresholds(model, pool, labels, n: int = 10_000) -> dict:
 def coverage(model, pool, labels, thr: dict, n: int = 10_000) -> dict:
     lines = compose.generate(pool, labels, n, np.random.default_rng(12), "mix3", lengths=(1, 12),
                              pad_to=32)  # fmt: skip
-    order = np.argsort(lines.widths)
     truth = compose.labels_to_strings(lines.digits, lines.lengths)
-    right, conf = np.zeros(n, bool), np.zeros(n)
-    for i in range(0, n, 500):
-        idx = order[i : i + 500]
-        part = lines.take(idx, 32)
-        r, c = lengths.read_lines(model, part.images, part.widths)
-        right[idx] = [a == truth[k] for a, k in zip(r, idx, strict=True)]
-        conf[idx] = c
+    read, conf = lengths.read_by_width(model, lines.widths, lambda r: lines.take(r, 32).images, 500)
+    right = ctc_decode.score(read, truth)[0]
     out = {}
     for key, t in thr.items():
         kept = conf >= t["threshold"]

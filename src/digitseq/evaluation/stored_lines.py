@@ -19,7 +19,7 @@ from digitseq.core import files, paths
 from digitseq.core.errors import DigitseqError
 from digitseq.data import storage
 from digitseq.data.layouts import LAYOUT_IDS
-from digitseq.evaluation.lengths import length_figure, length_row, read_lines, table_markdown
+from digitseq.evaluation.lengths import length_figure, length_row, read_by_width, table_markdown
 from digitseq.evaluation.metrics import (
     mnist_file,
     mnist_ids,
@@ -69,21 +69,13 @@ def is_line_reader(cfg: dict) -> bool:
 
 
 def read_stored(model, split: storage.Split, n: int, batch_size: int = 256, progress=None):
-    """Read the first n numbers of a split: sorted by width, each batch cut to its widest
-    rounded up to PAD_TO (``Split.cut_images``: less work, few shapes), then put back in
-    order. Returns (readings (N,) str, confidences (N,))."""
+    """Read the first n numbers of a split (``lengths.read_by_width``: batches of similar
+    width, each cut to its widest rounded up to PAD_TO). Returns (readings (N,) str,
+    confidences (N,))."""
     widths = np.asarray(split.widths[:n])
-    order = np.argsort(widths, kind="stable")
-    read: list[str] = [""] * n
-    conf = np.zeros(n, np.float64)
-    for start in range(0, n, batch_size):
-        rows = np.sort(order[start : start + batch_size])
-        r, c = read_lines(model, split.cut_images(rows, PAD_TO), widths[rows], batch_size)
-        for i, j in enumerate(rows):
-            read[j], conf[j] = r[i], c[i]
-        if progress is not None:
-            progress.update(len(rows))
-    return read, conf
+    return read_by_width(
+        model, widths, lambda rows: split.cut_images(rows, PAD_TO), batch_size, progress
+    )
 
 
 def line_metrics(read, truth, conf, lengths, layouts, sources=None) -> dict:
