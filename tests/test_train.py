@@ -17,7 +17,7 @@ import torch
 from helpers import assert_one_line_error
 
 from digitseq.apps.cli import main
-from digitseq.models import checkpoint, registry
+from digitseq.models import checkpoint, decoders, registry
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -34,7 +34,11 @@ def test_every_model_gives_logits_of_its_kind_and_trains(arch):
         assert logits.shape == (3, 5, 10)
     digits = torch.tensor([[1, 2, 3, 4, 5], [0, 0, 7, 0, 0], [9, 9, 9, 9, 9]])
     lengths, widths = torch.tensor([5, 3, 1]), torch.full((3,), 140)
-    loss = registry.head(arch).loss(logits, digits, lengths, widths)
+    head = registry.head(arch)
+    # the registry's head and the reader's decoder agree on what the outputs are
+    assert decoders.kind_of(logits[:1].detach().numpy()) == head.kind
+    assert len(head.strings(logits, widths)) == 3
+    loss = head.loss(logits, digits, lengths, widths)
     assert torch.isfinite(loss)
     loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
