@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     lens = np.array([len(s) for s in truth])
 
     predictor = Predictor.load(args.model, backend=args.backend)
-    digits = None if predictor.kind == "ctc" else (5, 5)
+    digits = predictor.decoder.lengths  # None: any length; the 5-digit baselines: (5, 5)
     t = time.perf_counter()
     readings = predictor.predict([out / name for name, _, _ in rows], batch_size=64, digits=digits)
     read_s = time.perf_counter() - t
