@@ -116,9 +116,7 @@ PRESETS = {
     "demo": TrainConfig(
         arch="ctc",
         hparams={"channels": [16, 32, 64], "hidden": 128, "context": 2, "dropout": 0.05},
-        layout="people",
-        p_drawn=0.1,
-        p_pen=0.1,
+        layout="mix4",
         lengths=(1, 12),
         epochs=20,
         steps_per_epoch=300,
