@@ -23,6 +23,7 @@ Built sets are kept under $DIGITSEQ_HOME/bench/peers (``--cache``) and read back
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import tempfile
@@ -98,9 +99,10 @@ def on_white(data: bytes, margin: int = 16) -> np.ndarray:
     return np.pad(rgb, ((margin, margin), (margin, margin), (0, 0)), constant_values=255)
 
 
+@functools.cache
 def rapidocr_reader():
-    """A function PNG bytes -> digit string: RapidOCR's recognizer on the whole line with every
-    class but blank and the digits masked before CTC decoding."""
+    """A function PNG bytes -> digit string (one engine per process): RapidOCR's recognizer on
+    the whole line with every class but blank and the digits masked before CTC decoding."""
     from rapidocr import RapidOCR
 
     engine = RapidOCR(

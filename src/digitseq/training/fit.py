@@ -117,27 +117,23 @@ def training_pool(cfg: TrainConfig, images: np.ndarray, labels: np.ndarray):
     with a round pen), ``p_font`` (digits of the training fonts) and ``p_pen`` (synthetic pen
     trajectories) ask for. Val digits are never redrawn: val stays MNIST's."""
     base = 1 - cfg.p_drawn - cfg.p_font - cfg.p_pen
+
+    def redrawn(n: int, rng: np.random.Generator):
+        cells, idx = drawn.drawn_pool(images, n, rng)
+        return cells, labels[idx]
+
+    sources = [  # (share, rng stream, what it adds, maker (n, rng) -> (cells, labels))
+        (cfg.p_drawn, 17, "redrawn with a round pen", redrawn),
+        (cfg.p_font, 18, f"from {len(fonts.FAMILIES)} training fonts",
+         lambda n, rng: fonts.font_cells(fonts.fetch(), n, rng)),
+        (cfg.p_pen, 19, "drawn from pen trajectories", strokes.stroke_cells),
+    ]  # fmt: skip
     parts, names = [(images, labels)], []
-
-    def share(p: float) -> int:
-        return round(len(images) * p / base)
-
-    if cfg.p_drawn > 0:
-        cells, idx = drawn.drawn_pool(
-            images, share(cfg.p_drawn), np.random.default_rng([cfg.seed, 17])
-        )
-        parts.append((cells, labels[idx]))
-        names.append(f"{len(idx)} redrawn with a round pen")
-    if cfg.p_font > 0:
-        parts.append(
-            fonts.font_cells(
-                fonts.fetch(), share(cfg.p_font), np.random.default_rng([cfg.seed, 18])
-            )
-        )
-        names.append(f"{share(cfg.p_font)} from {len(fonts.FAMILIES)} training fonts")
-    if cfg.p_pen > 0:
-        parts.append(strokes.stroke_cells(share(cfg.p_pen), np.random.default_rng([cfg.seed, 19])))
-        names.append(f"{share(cfg.p_pen)} drawn from pen trajectories")
+    for share, stream, what, make in sources:
+        if share > 0:
+            n = round(len(images) * share / base)
+            parts.append(make(n, np.random.default_rng([cfg.seed, stream])))
+            names.append(f"{n} {what}")
     if names:
         log.info("training pool: %d MNIST train digits + %s", len(images), ", ".join(names))
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
