@@ -9,23 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from digitseq.core import files
 from digitseq.core.paths import bundled_models_dir
-from digitseq.data import drawn, fonts, loaders, mnist
+from digitseq.data import drawn, fonts, loaders, mnist, sources
+from digitseq.evaluation.accuracy import accuracy_report
 from digitseq.models import checkpoint
 from digitseq.models.onnx_export import export_onnx
 from digitseq.training import calibration
-from digitseq.training.config import TrainConfig
-from digitseq.training.fit import training_pool
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_accuracy import accuracy_report  # noqa: E402
 
 
 def main() -> None:
@@ -65,8 +59,11 @@ def main() -> None:
     # calibrated on val numbers with the run's own kinds of digits: MNIST val digits, and (as
     # the run trained) some redrawn with a round pen, in training fonts and from pen
     # trajectories, all drawn afresh (other seeds than training's), none from a held-out set
-    vcfg = replace(TrainConfig.from_dict(tr), seed=tr["seed"] + 1000)
-    vpool, vlab = training_pool(vcfg, vpool, vlab)
+    spec = sources.DataSpec(
+        lines=True, p_drawn=tr.get("p_drawn", 0.0), p_font=tr.get("p_font", 0.0),
+        p_pen=tr.get("p_pen", 0.0), seed=tr["seed"] + 1000,
+    )  # fmt: skip
+    vpool, vlab = sources.digit_pool(vpool, vlab, spec)
     val = loaders.line_set(vpool, vlab, 10_000, tr["seed"], tr["layout"], tuple(tr["lengths"]))
     cal = calibration.calibrate_weights(out / "weights.pth", out / "config.json", val)
     print("calibration", cal)

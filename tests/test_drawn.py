@@ -11,11 +11,9 @@ import pytest
 from PIL import Image
 
 from digitseq.core.errors import DigitseqError
-from digitseq.data import drawn, mnist
+from digitseq.data import drawn, mnist, sources
 from digitseq.data.mnist_style import stroke_width
 from digitseq.reading.preprocess import preprocess
-from digitseq.training.config import PRESETS
-from digitseq.training.fit import build_data
 
 
 def canvas_png(digit: np.ndarray, height: int, pen_px: int) -> bytes:
@@ -64,17 +62,18 @@ def test_drawn_pool_is_reproducible_and_draws_each_digit_once(mnist_data):
 
 
 def test_p_drawn_adds_redrawn_train_digits_with_their_labels(mnist_data):
-    cfg = replace(PRESETS["ctc-tiny"], p_drawn=0.02, val_size=50)
-    batches, _ = build_data(cfg, 0, 1, None)
+    spec = sources.DataSpec(lines=True, lengths=(1, 6), batch_size=32, steps=40, p_drawn=0.02,
+                            val_size=50)  # fmt: skip
+    batches, _ = sources.training_data(spec)
     train, labels, _ = mnist.split_pool(mnist_data, "train")
     n = round(len(train) * 0.02 / 0.98)
     assert len(batches.images) == len(train) + n
     assert np.array_equal(batches.images[: len(train)], train)  # val and test digits never
-    cells, idx = drawn.drawn_pool(train, n, np.random.default_rng([cfg.seed, 17]))
+    cells, idx = drawn.drawn_pool(train, n, np.random.default_rng([spec.seed, 17]))
     assert np.array_equal(batches.images[len(train) :], cells)
     assert np.array_equal(batches.labels[len(train) :], labels[idx])  # each keeps its label
     line = batches.batch(0, 0)
-    assert line[0].shape[0] == cfg.batch_size  # batches are drawn from the grown pool
+    assert line[0].shape[0] == spec.batch_size  # batches are drawn from the grown pool
     for bad in (1.0, -0.1):
         with pytest.raises(DigitseqError, match="p_drawn"):
-            build_data(replace(cfg, p_drawn=bad), 0, 1, None)
+            sources.training_data(replace(spec, p_drawn=bad))

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from digitseq.data import fonts, layouts, strokes
+from digitseq.data import fonts, layouts, sources, strokes
 from digitseq.training.augment import augment
-from digitseq.training.config import AugmentConfig, TrainConfig
-from digitseq.training.fit import training_pool
+from digitseq.training.config import AugmentConfig
 
 
 def ink_box(cell: np.ndarray) -> tuple[int, int]:
@@ -87,8 +86,8 @@ def test_people_mix_spaces_most_numbers_by_their_ink():
 def test_the_training_pool_holds_the_shares_asked_for(mnist_data, monkeypatch):
     images, labels = mnist_data.train_images[:1000], mnist_data.train_labels[:1000]
     monkeypatch.setattr(fonts, "FAMILIES", {"caveat": fonts.FAMILIES["caveat"]})
-    cfg = TrainConfig(p_drawn=0.1, p_font=0.1, p_pen=0.2)
-    pool, pool_labels = training_pool(cfg, images, labels)
+    spec = sources.DataSpec(lines=True, p_drawn=0.1, p_font=0.1, p_pen=0.2)
+    pool, pool_labels = sources.digit_pool(images, labels, spec)
     assert len(pool) == 1000 + 167 + 167 + 333  # shares of 0.6 MNIST: 1/6, 1/6, 1/3
     assert np.array_equal(pool[:1000], images)  # MNIST digits first, untouched
     assert pool.dtype == np.uint8 and len(pool_labels) == len(pool)

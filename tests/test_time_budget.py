@@ -16,7 +16,7 @@ from digitseq.training.loop import Budget, lr_factor, make_scheduler
 def test_the_schedule_follows_the_larger_of_steps_done_and_budget_spent():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     budget = Budget(minutes=10, spent=0.0)
-    sched = make_scheduler(opt, TrainConfig(epochs=100, steps_per_epoch=100, warmup=0.05), budget)
+    sched = make_scheduler(opt, total_steps=100 * 100, warmup=0.05, budget=budget)
     for _ in range(600):  # 6% of the steps: just past warm-up, LR near its peak
         opt.step()
         sched.step()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -32,6 +34,17 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Rows of dicts as CSV, atomically; the header is every key in order of first use."""
+    buf = io.StringIO()
+    if rows:
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def file_hash(path: Path, algorithm: str = "sha256") -> str:

@@ -128,6 +128,66 @@ def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:
     return model, cfg
 
 
+def build(arch: str, hparams: dict, init: str | Path | None = None) -> nn.Module:
+    """A new model for training; with ``init``, the weights of another run or model folder of
+    the same architecture (fine-tuning)."""
+    try:
+        model = registry.build_model(arch, **hparams)
+    except (ValueError, TypeError) as e:
+        raise DigitseqError(str(e)) from None
+    if init:
+        state = load_state_dict(resolve(init)[0])
+        try:
+            model.load_state_dict({k: v.float() for k, v in state.items()})
+        except RuntimeError:
+            raise DigitseqError(f"--init {init} does not fit {arch} {hparams}") from None
+    return model
+
+
+def load_teacher(path: str | Path, arch: str) -> nn.Module:
+    """The frozen teacher of a distillation run for a student of ``arch`` (raw logits: its
+    calibration is not applied)."""
+    if registry.head(arch).distill is None:
+        raise DigitseqError("--teacher distils CTC readers only, with --distill > 0")
+    teacher, tcfg = load_model(path)
+    if registry.head(tcfg["model"]["arch"]).distill is None:
+        raise DigitseqError(f"--teacher {path} is not a CTC line reader")
+    teacher = unwrap(teacher).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def save_state(out: Path, model, opt, sched, ema, gen, epoch: int, best: float, seconds: float):
+    """last.pth: everything ``restore_state`` needs to continue the run exactly."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generator": gen.get_state(),
+        "epoch": epoch,
+        "best": best,
+        "seconds": seconds,
+    }
+    if ema is not None:
+        state["ema"] = ema.state_dict()
+    atomic_torch_save(state, out / "last.pth")
+
+
+def restore_state(out: Path, model, opt, sched, ema, gen, dev) -> tuple[int, float, float]:
+    """Continue from last.pth: weights, optimizer, schedule, EMA, generator; returns (the next
+    epoch, the best val accuracy so far, the seconds of the time budget spent)."""
+    state = torch.load(out / "last.pth", map_location=dev, weights_only=True)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    if ema is not None and "ema" in state:
+        ema.load_state_dict(state["ema"])
+    g = state["generator"]
+    gen.set_state(g.to("cpu") if dev.type == "cpu" else g)
+    return int(state["epoch"]) + 1, float(state["best"]), float(state.get("seconds", 0.0))
+
+
 def check_fits(arch: str, hparams: dict, state: dict, config: Path, weights: Path) -> None:
     """Build the model on the meta device (shapes only, no memory) and compare every tensor
     shape with the weights, so that a config with impossible or huge hyper-parameters fails in

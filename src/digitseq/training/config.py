@@ -30,10 +30,10 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    arch: str = "multihead"
+    arch: str = "ctc"  # the line reader; "multihead" and "seed-slices" are 5-digit baselines
     hparams: dict = field(default_factory=dict)
-    layout: str = "mixed"  # of the on-the-fly training numbers (ctc: "mix3" adds touching)
-    lengths: tuple[int, int] = (5, 5)  # digits per training number, drawn uniformly (ctc only)
+    layout: str = "mix3"  # of the on-the-fly training numbers (see data.layouts.LAYOUT_MIXES)
+    lengths: tuple[int, int] = (1, 12)  # digits per training number, drawn uniformly (lines)
     pad_to: int = 32  # line widths rounded up to this (few shapes: oneDNN builds one per shape)
     data: str | None = None  # a stored dataset folder instead of on-the-fly numbers
     p_drawn: float = 0.0  # share of on-the-fly digits redrawn with one round pen (data.drawn)
@@ -82,8 +82,10 @@ LINE_AUGMENT = AugmentConfig(rotation_deg=2.0, scale=0.06, shift_x=3.0, shift_y=
 PRESETS = {
     # seconds: for tests and smoke runs
     "tiny": TrainConfig(
+        arch="multihead",
         hparams={"channels": [8, 16, 32], "hidden": 128, "dropout": 0.0},
         layout="seed",
+        lengths=(5, 5),
         epochs=3,
         steps_per_epoch=60,
         batch_size=64,
@@ -141,8 +143,19 @@ PRESETS = {
         augment=replace(LINE_AUGMENT, elastic=1.0),
     ),
     # the 5-digit baselines (multihead): a demo-sized run and the former bundle
-    "multihead-demo": TrainConfig(epochs=8, steps_per_epoch=440, batch_size=128, lr=3e-3),
+    "multihead-demo": TrainConfig(
+        arch="multihead",
+        layout="mixed",
+        lengths=(5, 5),
+        epochs=8,
+        steps_per_epoch=440,
+        batch_size=128,
+        lr=3e-3,
+    ),
     "multihead-bundle": TrainConfig(
+        arch="multihead",
+        layout="mixed",
+        lengths=(5, 5),
         hparams={"channels": [32, 64, 128], "hidden": 384, "reduce": 48},
         epochs=20,
         steps_per_epoch=600,

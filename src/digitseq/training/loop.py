@@ -1,22 +1,21 @@
-"""The pieces of a training run: one epoch, validation, EMA weights, the LR schedule and the
-history files. ``fit`` (fit.py) strings them together."""
+"""The pieces of a training run: one epoch, validation, the optimizer, the LR schedule and its
+time budget, the run's log. ``fit`` (fit.py) strings them together."""
 
 from __future__ import annotations
 
-import csv
-import io
+import logging
 import math
 import time
 from pathlib import Path
 
 import torch
 
-from digitseq.core import files
-from digitseq.models import checkpoint, ctc_decode, registry
+from digitseq.models import ctc_decode
 from digitseq.models.devices import autocast, to_input
 from digitseq.models.inference import batched_logits
 from digitseq.training.augment import augment
-from digitseq.training.config import TrainConfig
+
+log = logging.getLogger("digitseq.training.fit")  # one logger for the run's messages
 
 # --- what the model is asked to do: its head's loss and greedy readings (registry.Head) ---------
 
@@ -27,45 +26,40 @@ def true_strings(digits, lengths) -> list[str]:
     ]
 
 
-def score(pred: list[str], true: list[str]) -> tuple[int, int, int]:
-    """(whole numbers right, character errors (edit distance), true characters)."""
-    right, errors, chars = ctc_decode.score(pred, true)
-    return int(right.sum()), errors, chars
-
-
 # --- one epoch, validation ----------------------------------------------------------------------
 
 
 def train_one_epoch(
-    model, loader, opt, sched, ema, cfg, dev, gen, bar=None, budget=None, teacher=None
-):
-    """One pass over ``loader`` (stopped early when the ``budget`` clock runs out); with a
-    ``teacher`` (a CTC reader on the same frame grid) the loss adds ``cfg.distill`` times the KL
-    from its frame posteriors on the same augmented lines."""
-    head = registry.head(cfg.arch)
+    model, loader, opt, sched, ema, gen, dev, *, head, augment_cfg, precision="auto",
+    label_smoothing=0.0, teacher=None, distill=0.0, bar=None, budget=None,
+):  # fmt: skip
+    """One pass over ``loader`` (stopped early when the ``budget`` clock runs out) with the
+    ``head``'s loss; with a ``teacher`` (a CTC reader on the same frame grid) the loss adds
+    ``distill`` times the KL from its frame posteriors on the same augmented lines."""
     model.train()
     tot_loss = right = errors = chars = n = 0
     t0 = time.perf_counter()
     for img, digits, lengths, widths in loader:
-        x = augment(to_input(img, dev), cfg.augment, gen)
+        x = augment(to_input(img, dev), augment_cfg, gen)
         digits, lengths = digits.to(dev, non_blocking=True), lengths.to(dev)
         on_dev = widths.to(dev)
-        with autocast(dev, cfg.precision):
+        with autocast(dev, precision):
             logits = model(x)  # (B, 5, 10) or (B, T, 11)
-        loss = head.loss(logits, digits, lengths, on_dev, cfg.label_smoothing)
+        loss = head.loss(logits, digits, lengths, on_dev, label_smoothing)
         if teacher is not None:
-            with torch.no_grad(), autocast(dev, cfg.precision):
+            with torch.no_grad(), autocast(dev, precision):
                 soft = teacher(x)
-            loss = loss + cfg.distill * head.distill(logits, soft, lengths, on_dev)
+            loss = loss + distill * head.distill(logits, soft, lengths, on_dev)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         if ema is not None:
-            ema.update_parameters(model)
+            ema.update()
         with torch.no_grad():
-            r, e, c = score(head.strings(logits, widths), true_strings(digits, lengths))
-            b = len(img)
+            truth = true_strings(digits, lengths)
+            hits, e, c = ctc_decode.score(head.strings(logits, widths), truth)
+            r, b = int(hits.sum()), len(img)
             tot_loss += loss.item() * b
             right, errors, chars, n = right + r, errors + e, chars + c, n + b
         if bar is not None:
@@ -95,8 +89,8 @@ def validate(model, batches: list[tuple], head, dev, precision: str = "auto") ->
     for img, digits, lengths, widths in batches:
         logits = batched_logits(model, img, dev, batch_size=len(img), precision=precision)
         tot_loss += head.loss(logits, digits, lengths, widths).item() * len(img)
-        r, e, c = score(head.strings(logits, widths), true_strings(digits, lengths))
-        right, errors, chars, n = right + r, errors + e, chars + c, n + len(img)
+        r, e, c = ctc_decode.score(head.strings(logits, widths), true_strings(digits, lengths))
+        right, errors, chars, n = right + int(r.sum()), errors + e, chars + c, n + len(img)
     return {
         "val_loss": tot_loss / n,
         "val_digit_acc": max(0.0, 1 - errors / max(chars, 1)),
@@ -104,38 +98,7 @@ def validate(model, batches: list[tuple], head, dev, precision: str = "auto") ->
     }
 
 
-# --- fit -----------------------------------------------------------------------------------------
-
-
-class Ema:
-    """Exponential moving average of weights and BN buffers, with the usual warm-up
-    (decay = min(d, (1 + t) / (10 + t))) so early steps don't pin it to the random init."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        import copy
-
-        self.module = copy.deepcopy(model).eval()
-        self.decay, self.updates = decay, 0
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update_parameters(self, model: torch.nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        src = checkpoint.unwrap(model).state_dict()
-        for k, v in self.module.state_dict().items():
-            if v.is_floating_point():
-                v.lerp_(src[k].detach(), 1 - d)
-            else:
-                v.copy_(src[k])
-
-    def state_dict(self) -> dict:
-        return {"module": self.module.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.module.load_state_dict(state["module"])
-        self.updates = int(state["updates"])
+# --- weights, schedule ----------------------------------------------------------------------------
 
 
 class Budget:
@@ -168,15 +131,41 @@ def lr_factor(progress: float, warmup: float) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def make_scheduler(opt, cfg: TrainConfig, budget: Budget):
+def make_scheduler(opt, total_steps: int, warmup: float, budget: Budget):
     """The LR follows the run's progress: the larger of the share of steps done and, with a time
     limit, the share of the time budget spent, so a run cut by time ends annealed."""
-    total = cfg.epochs * cfg.steps_per_epoch
 
     def factor(step: int) -> float:
-        return lr_factor(max((step + 1) / total, budget.fraction()), cfg.warmup)
+        return lr_factor(max((step + 1) / total_steps, budget.fraction()), warmup)
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with no weight decay on biases and norms."""
+    params = list(model.parameters())
+    return torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ],
+        lr=lr,
+    )
+
+
+# --- the run's log --------------------------------------------------------------------------------
+
+
+def log_epoch(row: dict, board) -> None:
+    log.info(
+        "epoch %d: loss %.4f val whole-number %.4f digit %.4f (%.0fs)",
+        row["epoch"], row["train_loss"], row["val_seq_acc"], row["val_digit_acc"], row["seconds"],
+    )  # fmt: skip
+    if board is not None:
+        for key, value in row.items():
+            if key != "epoch":
+                board.add_scalar(key, value, row["epoch"])
+        board.flush()
 
 
 def tensorboard_writer(folder: Path):
@@ -186,14 +175,3 @@ def tensorboard_writer(folder: Path):
     except ImportError:
         return None
     return SummaryWriter(str(folder))
-
-
-def write_history(out: Path, history: list[dict]) -> None:
-    files.write_json(out / "history.json", history)
-    buf = io.StringIO()
-    if history:
-        keys = list(dict.fromkeys(k for row in history for k in row))  # rows of older versions
-        w = csv.DictWriter(buf, fieldnames=keys)
-        w.writeheader()
-        w.writerows(history)
-    files.atomic_write_text(out / "history.csv", buf.getvalue())
