@@ -414,3 +414,38 @@ def test_a_number_a_few_pixels_tall_is_flagged():
     one = np.full((60, 30), 255, np.uint8)
     one[10:50, 14:16] = 0
     assert predictor.read(one).warning is None
+
+
+def test_a_line_too_long_for_the_reader_is_flagged_as_squeezed(mnist_data):
+    """Before: a line of ~45 digits was squeezed into the widest input and lost digits without
+    a word. A line of 12 digits is not flagged."""
+    import numpy as np
+
+    from digitseq.data import compose
+    from digitseq.reading.predictor import Predictor
+
+    predictor = Predictor.load()
+    for n, squeezed in ((12, False), (45, True)):
+        lines = compose.generate(mnist_data.test_images, mnist_data.test_labels, 1,
+                                 np.random.default_rng(n), "natural", lengths=(n, n))  # fmt: skip
+        paper = np.pad(255 - lines.images[0][:, : lines.widths[0]], 20, constant_values=255)
+        reading = predictor.read(paper)
+        assert ("squeezed" in (reading.warning or "")) is squeezed, reading.warning
+
+
+def test_a_number_turned_on_its_side_or_a_one_pixel_strip_is_flagged():
+    """Before: both read as a sure '1' with no warning. The same number upright reads without
+    one."""
+    import numpy as np
+    from PIL import Image
+
+    from digitseq.reading.predictor import Predictor
+
+    predictor = Predictor.load()
+    number = Image.open(SAMPLES[0]).convert("L")
+    assert predictor.read(number).warning is None
+    turned = predictor.read(number.rotate(90, expand=True, fillcolor=255))
+    assert "turned on its side" in turned.warning
+    strip = np.full((60, 1), 255, np.uint8)
+    strip[10:50] = 0
+    assert predictor.read(strip).warning == "too small to read reliably: the image is 1x60 px"

@@ -207,15 +207,18 @@ class Predictor:
     def fill(self, r: Reading, output: np.ndarray, min_confidence=None, digits=None) -> None:
         """Digits, confidences and spans of one reading from its model output."""
         decoded = self.decoder.decode(output, digits)
+        if r.warning and "warning" in decoded:  # the image's own warning stays, first
+            decoded["warning"] = f"{r.warning}; {decoded['warning']}"
         for key, value in decoded.items():
             setattr(r, key, value)
         if r.input_spans is not None:
             r.spans = image_spans(r.input_spans, r.placement)
         if "warning" not in decoded and len(r.digits) > self.trained_lengths[1]:
-            r.warning = (
+            longer = (
                 f"{len(r.digits)} digits: longer than the {self.trained_lengths[1]} this reader "
                 "was trained on"
             )
+            r.warning = f"{r.warning}; {longer}" if r.warning else longer
         if min_confidence is not None and r.confidence < min_confidence:
             r.digits, r.abstained = None, True
 
@@ -300,8 +303,9 @@ def prepare(item, line: bool = True) -> Reading:
     whole line for the CTC reader (the default reader); else five digit cells."""
     file = str(item) if isinstance(item, str | Path) else getattr(item, "filename", None) or None
     try:
-        x, placement = preprocess.preprocess_placed(item, line=line)
-        warning = too_small(x, placement) if line else None
+        x, placement, warning = preprocess.preprocess_placed(item, line=line)
+        if line and warning is None:
+            warning = too_small(x, placement)
         return Reading(file=file, input=x, placement=placement, warning=warning)
     except DigitseqError as e:
         return Reading(file=file, error=str(e))

@@ -241,11 +241,12 @@ def preprocess(image, line: bool = False) -> np.ndarray:
     return run(image, keep_steps=False, line=line)[0]
 
 
-def preprocess_placed(image, line: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The model input and the 3x3 affine map from its (column, row) to the image's own pixels
-    (through crop, deskew, stroke padding and scaling): where each digit lies in the image."""
-    out, _, back = run(image, keep_steps=False, line=line)
-    return out, back
+def preprocess_placed(image, line: bool = False) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """The model input, the 3x3 affine map from its (column, row) to the image's own pixels
+    (through crop, deskew, stroke padding and scaling): where each digit lies in the image, and
+    a warning when the image cannot hold a line read reliably (``shape_warning``)."""
+    out, _, back, warning = run(image, keep_steps=False, line=line)
+    return out, back, warning
 
 
 def preprocess_steps(image, line: bool = False) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
@@ -254,7 +255,7 @@ def preprocess_steps(image, line: bool = False) -> tuple[np.ndarray, list[tuple[
 
 
 def run(image, keep_steps: bool, line: bool = False):
-    """(model input, pictures of the steps, 3x3 map from input to image coordinates)."""
+    """(model input, pictures of the steps, 3x3 map from input to image coordinates, warning)."""
     steps: list[tuple[str, np.ndarray]] = []
     gray, factor = load_gray(image)
     back = np.diag([factor, factor, 1.0])  # gray pixels -> the image's
@@ -273,7 +274,7 @@ def run(image, keep_steps: bool, line: bool = False):
                     picture(out),
                 )
             )
-        return out, steps, back
+        return out, steps, back, None
 
     x = stretch(x)
     if x is None:
@@ -312,7 +313,7 @@ def run(image, keep_steps: bool, line: bool = False):
             steps.append(
                 ("the line: a 20-px body in 28 px, MNIST strokes (model input)", picture(out))
             )
-        return out, steps, back @ placed
+        return out, steps, back @ placed, shape_warning(gray.shape, kept) if line else None
     segments = split_digits(kept, N_DIGITS)
     out = np.zeros((IMG_H, IMG_W), np.float32)
     for i, (c0, c1) in enumerate(segments):
@@ -320,7 +321,34 @@ def run(image, keep_steps: bool, line: bool = False):
         out[:, i * DIGIT_SIZE : (i + 1) * DIGIT_SIZE] = cell
     if keep_steps:
         steps.append(("five digits, each 20x20 in a 28x28 cell (model input)", picture(out)))
-    return out, steps, back  # five cells: no single map (each digit is scaled on its own)
+    return out, steps, back, None  # five cells: no single map (each scaled on its own)
+
+
+MIN_IMAGE_PX = 8  # an image narrower or lower than this cannot hold a legible digit
+SQUEEZE = 1.25  # a line squeezed to under 1/1.25 of its trained height loses digits
+COLUMN_GROUPS = 3  # ink in this many row groups stacked in a tall column: a number on its side
+
+
+def shape_warning(image_shape: tuple[int, ...], kept: np.ndarray) -> str | None:
+    """Why a line may be read wrong although it reads at all: an image a few pixels wide or
+    tall (any thin bar reads as a sure '1'), ink standing in a column of separate groups (a
+    number turned 90 degrees reads as a '1'), a line so long that it is squeezed below the
+    reader's digit height to fit its widest input."""
+    h, w = image_shape[:2]
+    if min(h, w) < MIN_IMAGE_PX:
+        return f"too small to read reliably: the image is {w}x{h} px"
+    kh, kw = kept.shape
+    rows = kept.any(axis=1)
+    starts = np.flatnonzero(rows[1:] & ~rows[:-1]).size + int(rows[0])
+    if kh > 2 * kw and starts >= COLUMN_GROUPS:
+        return (f"the ink stands in a column of {starts} parts: a number turned on its side? "
+                "Rotate the image so that the digits run left to right")  # fmt: skip
+    fit = (MAX_LINE_W - 8) / kw  # the scale that fits the line into the widest input
+    share = fit / (line_height(kh, kw) / kh)
+    if share * SQUEEZE < 1:
+        return (f"a very long line: squeezed to {share:.0%} of the reader's digit height to fit "
+                "its widest input, digits may be lost; read it in parts")  # fmt: skip
+    return None
 
 
 # The ink of a generated line is as tall as one MNIST digit (20 px) when it holds one digit, and
