@@ -151,6 +151,7 @@ def test_reading_to_json_of_an_error():
     assert r.to_json(True) == {
         "file": "x.png",
         "digits": None,
+        "text": None,
         "confidence": None,
         "digit_confidences": None,
         "spans": None,

@@ -24,7 +24,7 @@ from digitseq.apps.serve import batching
 from digitseq.apps.serve.app import ServeSettings, create_app
 from digitseq.reading import predictor
 
-KEYS = {"file", "digits", "confidence", "digit_confidences", "spans", "warning", "error"}
+KEYS = {"file", "digits", "text", "confidence", "digit_confidences", "spans", "warning", "error"}
 
 # --- the micro-batcher ----------------------------------------------------------------------
 
@@ -397,3 +397,21 @@ def test_bundled_model_reads_a_known_number(bundled_model_dir, mnist_data):
     got = [x["digits"] for x in r.json()["results"]]
     want = ["".join(map(str, d)) for d in digits]
     assert sum(g == w for g, w in zip(got, want, strict=True)) >= 7, (got, want)
+
+
+def test_a_format_constrains_the_reading_and_a_poor_fit_is_flagged(bundled_model_dir):
+    """?pattern= as predict --pattern: the bundled (digit) reader held to five digits reads the
+    seed sample's number; a date (separators it cannot read) is flagged, never forced; a
+    pattern that does not parse, or one given with digits, is a 422."""
+    app = create_app(ServeSettings(model=str(bundled_model_dir)))
+    upload = files(("101.png", png("101.png")))
+    with TestClient(app) as c:
+        free = c.post("/v1/read", files=upload).json()["results"][0]
+        held = c.post("/v1/read", params={"pattern": r"\d{5}"}, files=upload).json()["results"][0]
+        date = c.post("/v1/read", params={"pattern": "date"}, files=upload).json()["results"][0]
+        bad = c.post("/v1/read", params={"pattern": "(["}, files=upload)
+        both = c.post("/v1/read", params={"pattern": "digits", "digits": "5"}, files=upload)
+    assert held["digits"] == held["text"] == free["digits"] and len(held["digits"]) == 5
+    assert date["warning"].startswith("unsure") and date["digits"] == ""
+    assert_error(bad, 422, "not a valid pattern")
+    assert_error(both, 422, "--pattern")

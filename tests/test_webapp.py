@@ -252,6 +252,22 @@ def test_length_option_is_passed_to_the_reader(ctc_app, mnist_data):
     assert numbers_shown(at) == [NUMBER]
 
 
+def test_a_format_option_is_passed_to_the_reader(ctc_app, mnist_data):
+    """A named format or the user's pattern holds the reading to it; a format the reader
+    cannot explain (a digit reader and a date) is flagged, never shown as a sure number."""
+    at = draw(ctc_app, canvas_drawing(mnist_data, NUMBER))
+    at.sidebar.radio(key="length-mode").set_value("a format").run()
+    at.sidebar.selectbox(key="format").set_value("digits").run()
+    assert numbers_shown(at) == [NUMBER] and texts(at.warning) == []
+    at.sidebar.selectbox(key="format").set_value("my own pattern").run()
+    at.sidebar.text_input(key="pattern").set_value(r"\d{%d}" % len(NUMBER)).run()
+    assert numbers_shown(at) == [NUMBER]
+    at.sidebar.selectbox(key="format").set_value("date").run()
+    assert any(w.startswith("unsure: no reading that the pattern") for w in texts(at.warning))
+    at.sidebar.radio(key="length-mode").set_value("any number of digits").run()
+    assert numbers_shown(at) == [NUMBER]
+
+
 def test_uploads_of_any_length_are_read(ctc_app, mnist_data):
     numbers = ["7", "42", "3141592"]
     files = [(f"{n}.png", png_bytes(number_strip(mnist_data, n)), "image/png") for n in numbers]

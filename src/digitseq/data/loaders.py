@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from digitseq.data import compose, layouts, numbers, storage
+from digitseq.core.constants import TEXT_ALPHABET
+from digitseq.data import compose, formats, layouts, numbers, separators, storage
 
 
 class SplitDataset(Dataset):
@@ -97,8 +98,9 @@ class LineBatches(_Batches):
     sees a handful of shapes and little padding."""
 
     def __init__(self, images, labels, batch_size, steps, seed, layout="mix3", rank=0,
-                 lengths=(1, 12), pad_to=32):  # fmt: skip
+                 lengths=(1, 12), pad_to=32, p_format=0.0):  # fmt: skip
         super().__init__(steps, seed, rank)
+        self.p_format = p_format  # share of batches of formatted numbers (separators drawn)
         self.images, self.labels = images, labels
         self.batch_size, self.layout, self.lengths, self.pad_to = (
             batch_size,
@@ -109,8 +111,15 @@ class LineBatches(_Batches):
         self.index = numbers.class_index(labels)
 
     def batch(self, epoch: int, b: int):
+        rng = self.rng(epoch, b)
+        if self.p_format and rng.random() < self.p_format:
+            texts = formats.sample_texts(self.batch_size, rng)
+            return text_batch(formats.compose_text_lines(
+                self.images, self.labels, texts, rng, self.layout, pad_to=self.pad_to,
+                index=self.index,
+            ))  # fmt: skip
         lines = compose.length_batch(
-            self.images, self.labels, self.batch_size, self.rng(epoch, b), self.layout,
+            self.images, self.labels, self.batch_size, rng, self.layout,
             self.lengths, self.pad_to, index=self.index,
         )  # fmt: skip
         return line_batch(lines)
@@ -132,6 +141,14 @@ def line_batch(lines: compose.Lines):
     return as_batch(lines.images, lines.digits, lines.lengths, lines.widths)
 
 
+def text_batch(lines: formats.TextLines):
+    """A ``TextLines`` batch in the common 4-tuple form: labels are alphabet indices (digits
+    0-9, then the separators of ``TEXT_ALPHABET``)."""
+    classes, lengths = separators.encode_texts(lines.texts)
+    labels = np.where(classes == separators.PAD_LABEL, numbers.PAD_LABEL, classes - 1)
+    return as_batch(lines.images, labels, lengths, lines.widths)
+
+
 def stored_batch(split: storage.Split, idx: np.ndarray, pad_to: int | None = None):
     """Numbers ``idx`` (sorted) of a stored split of either format in the common 4-tuple form;
     ``pad_to`` for line readers (``Split.cut_images``), None keeps the stored width."""
@@ -140,9 +157,9 @@ def stored_batch(split: storage.Split, idx: np.ndarray, pad_to: int | None = Non
 
 
 def as_batch(images, digits, lengths, widths):
-    """uint8 images, digits (padding 255 -> 0: masked by lengths), lengths, widths -> tensors."""
+    """uint8 images, labels (padding 255 -> 0: masked by lengths), lengths, widths -> tensors."""
     digits = digits.astype(np.int64)
-    digits[digits > 9] = 0
+    digits[digits >= len(TEXT_ALPHABET)] = 0
     return (
         torch.from_numpy(np.ascontiguousarray(images)),
         torch.from_numpy(digits),
@@ -226,6 +243,20 @@ def line_set(images, labels, n: int, seed: int, layout="mix3", lengths=(1, 12), 
     return [
         line_batch(lines.take(order[i : i + batch_size], pad_to)) for i in range(0, n, batch_size)
     ]
+
+
+def text_set(images, labels, n: int, seed: int, layout="people", pad_to=32,
+             batch_size: int = 256) -> list[tuple]:  # fmt: skip
+    """A fixed validation set of formatted numbers (``formats.sample_texts``) as batches."""
+    rng = np.random.default_rng([seed, 1_000_033])
+    index = numbers.class_index(labels)
+    out = []
+    for i in range(0, n, batch_size):
+        texts = formats.sample_texts(min(batch_size, n - i), rng)
+        lines = formats.compose_text_lines(images, labels, texts, rng, layout, pad_to=pad_to,
+                                           index=index)  # fmt: skip
+        out.append(text_batch(lines))
+    return out
 
 
 def split_batches(

@@ -22,9 +22,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from digitseq.core.constants import IMG_H
+from digitseq.core.constants import IMG_H, TEXT_ALPHABET
 
-TEXT_ALPHABET = "0123456789.,-/:()+ "  # class i + 1 = TEXT_ALPHABET[i]; class 0 = CTC blank
 SEPARATORS = TEXT_ALPHABET[10:]  # the marks this module draws (a space is blank columns)
 TOP, MID, BASELINE = 4.0, 14.0, 24.0  # rows of an MNIST digit's top, middle and foot
 SPACE_WIDTH = (6, 16)  # blank columns of a space between groups (inclusive)

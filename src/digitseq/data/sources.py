@@ -33,6 +33,7 @@ class DataSpec:
     p_drawn: float = 0.0
     p_font: float = 0.0
     p_pen: float = 0.0
+    p_format: float = 0.0  # share of batches of formatted numbers (a reader of text only)
     batch_size: int = 128
     steps: int = 500  # batches per epoch
     val_size: int = 5000
@@ -46,6 +47,8 @@ def training_data(spec: DataSpec, rank: int = 0, world: int = 1, mnist_dir=None)
         raise DigitseqError(
             "p_drawn, p_font and p_pen must be >= 0 and sum to under 1, with on-the-fly numbers"
         )
+    if spec.p_format and (spec.data or not spec.lines or not 0 < spec.p_format < 1):
+        raise DigitseqError("p_format must be in (0, 1), for a line reader on on-the-fly numbers")
     if spec.data:
         return stored(spec, rank, world)
     m = mnist.load(mnist_dir)
@@ -71,11 +74,15 @@ def stored(spec: DataSpec, rank: int, world: int):
 def composed_lines(spec: DataSpec, pool, val, rank: int):
     batches = loaders.LineBatches(
         *pool, spec.batch_size, spec.steps, spec.seed, spec.layout, rank, spec.lengths,
-        spec.pad_to,
+        spec.pad_to, spec.p_format,
     )  # fmt: skip
-    return batches, loaders.line_set(
-        *val, spec.val_size, spec.seed, spec.layout, spec.lengths, spec.pad_to
+    n_text = round(spec.val_size * spec.p_format)
+    plain = loaders.line_set(
+        *val, spec.val_size - n_text, spec.seed, spec.layout, spec.lengths, spec.pad_to
     )
+    if not n_text:
+        return batches, plain
+    return batches, plain + loaders.text_set(*val, n_text, spec.seed, spec.layout, spec.pad_to)
 
 
 def composed_fixed(spec: DataSpec, pool, val, rank: int):

@@ -1,10 +1,12 @@
 """The line reader: a conv trunk over a 28-px-tall line of any width, one frame per 4 columns,
-a small 1-D conv context over neighbouring frames, and 11 outputs per frame (CTC blank + 10
-digits). Segmentation-free: it never needs to know how many digits the line holds.
+a small 1-D conv context over neighbouring frames, and one output per class per frame: the CTC
+blank and the reader's ``alphabet`` (``digits``: 10 classes; ``text``: digits and the separators
+``. , - / : ( ) +`` and a space, 19). Segmentation-free: it never needs to know how many
+characters the line holds.
 
 Shapes: (N, 1, 28, W) float in [0, 1], white ink on black, W a multiple of 4 (callers pad with
-black) -> (N, W / 4, 11) logits. Class 0 is the blank, class d + 1 is digit d. Decoding and the
-string probabilities live in ``models.ctc_decode`` (numpy only), so reading needs no torch.
+black) -> (N, W / 4, C) logits. Class 0 is the blank, class i + 1 is alphabet[i]. Decoding and
+the string probabilities live in ``models.ctc_decode`` (numpy only), so reading needs no torch.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from digitseq.core.constants import DIGIT_SIZE, FRAME_STRIDE
+from digitseq.core.constants import ALPHABET_NAMES, ALPHABETS, DIGIT_SIZE, FRAME_STRIDE
 from digitseq.models.ctc_decode import best_path
 from digitseq.models.layers import Normalize, conv_bn
 
@@ -25,10 +27,13 @@ class CTCReader(nn.Module):
     columns wide), the 7 remaining rows folded into channels, then ``context`` 1-D convs of
     kernel 3 (each widens the receptive field by 8 columns) and a 1x1 classifier."""
 
-    def __init__(self, channels=(32, 64, 128), hidden=256, context=3, dropout=0.1):
+    def __init__(self, channels=(32, 64, 128), hidden=256, context=3, dropout=0.1,
+                 alphabet="digits"):  # fmt: skip
         super().__init__()
         if len(channels) != 3 or min(channels) < 1 or hidden < 1 or context < 0:
             raise ValueError("ctc needs three positive channel counts, hidden >= 1, context >= 0")
+        if alphabet not in ALPHABET_NAMES:
+            raise ValueError(f"alphabet must be one of {', '.join(ALPHABET_NAMES)}")
         c1, c2, c3 = channels
         self.trunk = nn.Sequential(
             Normalize(),
@@ -55,7 +60,7 @@ class CTCReader(nn.Module):
                 nn.ReLU(True),
             ]
         self.context = nn.Sequential(*layers)
-        self.classifier = nn.Conv1d(hidden, N_CLASSES, 1)
+        self.classifier = nn.Conv1d(hidden, len(ALPHABET_NAMES[alphabet]) + 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 1, 28, W) -> (N, W/4, 11)
         f = self.trunk(x)  # (N, C, 7, W/4)
@@ -101,7 +106,8 @@ def greedy_strings(logits: torch.Tensor, frames: torch.Tensor | None = None) -> 
     (the one greedy decoder, which readers use too)."""
     best = logits.argmax(-1).cpu().numpy()  # (N, T)
     counts = [best.shape[1]] * len(best) if frames is None else [int(f) for f in frames]
-    return [best_path(row[:n])[0] for row, n in zip(best, counts, strict=True)]
+    alphabet = ALPHABETS[logits.shape[-1]]
+    return [best_path(row[:n], alphabet)[0] for row, n in zip(best, counts, strict=True)]
 
 
 # --- what training asks of a line reader (registry.Head): widths in, frames counted here -------

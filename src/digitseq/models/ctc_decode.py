@@ -1,12 +1,14 @@
-"""CTC decoding and confidence for digit strings, numpy only.
+"""CTC decoding and confidence for strings of digits (and separators), numpy only.
 
-Conventions: ``logp`` is (T, 11) per-frame log-probabilities (already log_softmax'ed);
-class 0 is the CTC blank and class d+1 is digit d. A reading is a digit string such as
-"00427" (leading zeros kept). All internal arithmetic is float64 and in log space.
+Conventions: ``logp`` is (T, C) per-frame log-probabilities (already log_softmax'ed); class 0
+is the CTC blank and class i+1 is ``alphabet[i]``, the alphabet following from C
+(``core.constants.ALPHABETS``: 11 classes read digits, 20 digits and separators). A reading is
+a string such as "00427" or "12.50" (leading zeros kept). All internal arithmetic is float64
+and in log space.
 
-The CTC lattice of a string of L digits has S = 2L+1 states: even states are blanks,
-state 2k+1 is digit k. A path moves s -> s, s -> s+1, or s -> s+2 when s+2 is a digit
-different from the digit at s (a repeated digit needs a blank between its copies).
+The CTC lattice of a string of L characters has S = 2L+1 states: even states are blanks,
+state 2k+1 is character k. A path moves s -> s, s -> s+1, or s -> s+2 when s+2 is a
+character different from the one at s (a repeated character needs a blank between copies).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NUM_CLASSES = 11
+from digitseq.core.constants import ALPHABETS, DIGITS
+
+NUM_CLASSES = 11  # a digit reader's classes: blank + 10 digits
 NEG_INF = -np.inf
 
 
@@ -42,15 +46,21 @@ def log_softmax(logits, axis: int = -1) -> np.ndarray:
 
 def _check(logp) -> np.ndarray:
     lp = np.asarray(logp, dtype=np.float64)
-    if lp.ndim != 2 or lp.shape[1] != NUM_CLASSES:
-        raise ValueError(f"logp must have shape (T, {NUM_CLASSES}), got {lp.shape}")
+    if lp.ndim != 2 or lp.shape[1] not in ALPHABETS:
+        raise ValueError(f"logp must have shape (T, {' or '.join(map(str, ALPHABETS))}), got "
+                         f"{lp.shape}")  # fmt: skip
     return lp
 
 
-def _labels(digits: str) -> np.ndarray:
-    if not isinstance(digits, str) or not set(digits) <= set("0123456789"):
-        raise ValueError(f"digits must be a string of 0-9, got {digits!r}")
-    return np.frombuffer(digits.encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
+def alphabet_of(lp: np.ndarray) -> str:
+    """What a model with these outputs reads (class i + 1 is alphabet[i])."""
+    return ALPHABETS[lp.shape[-1]]
+
+
+def _labels(text: str, alphabet: str = DIGITS) -> np.ndarray:
+    if not isinstance(text, str) or not set(text) <= set(alphabet):
+        raise ValueError(f"a reading must be a string over {alphabet!r}, got {text!r}")
+    return np.array([alphabet.index(ch) for ch in text], dtype=np.int64)
 
 
 def _lattice(label_rows: np.ndarray):
@@ -95,7 +105,7 @@ def _batch_logprob(lp: np.ndarray, strings: list[str]) -> np.ndarray:
     lengths = np.array([len(s) for s in strings], dtype=np.int64)
     rows = np.zeros((len(strings), int(lengths.max(initial=0))), dtype=np.int64)
     for i, s in enumerate(strings):
-        rows[i, : len(s)] = _labels(s)  # padding states lie beyond each item's end: unused
+        rows[i, : len(s)] = _labels(s, alphabet_of(lp))  # padding: beyond each item's end
     ext, skip = _lattice(rows)
     if len(lp) == 0:
         return np.where(lengths == 0, 0.0, NEG_INF)
@@ -110,10 +120,11 @@ def string_logprob(logp, digits: str) -> float:
 
 def greedy(logp) -> tuple[str, list[tuple[int, int]]]:
     """Best path: argmax per frame, collapse repeats, drop blanks; spans of each digit's run."""
-    return best_path(np.argmax(_check(logp), axis=1))
+    lp = _check(logp)
+    return best_path(np.argmax(lp, axis=1), alphabet_of(lp))
 
 
-def best_path(best: np.ndarray) -> tuple[str, list[tuple[int, int]]]:
+def best_path(best: np.ndarray, alphabet: str = DIGITS) -> tuple[str, list[tuple[int, int]]]:
     """(T,) best class per frame -> its digits (repeats collapsed, blanks dropped) and the
     (first, last) frame of each digit's run."""
     best = np.asarray(best)
@@ -122,7 +133,7 @@ def best_path(best: np.ndarray) -> tuple[str, list[tuple[int, int]]]:
     starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
     ends = np.r_[starts[1:] - 1, len(best) - 1]
     keep = best[starts] != 0
-    digits = "".join(str(int(c) - 1) for c in best[starts][keep])
+    digits = "".join(alphabet[int(c) - 1] for c in best[starts][keep])
     return digits, [(int(a), int(b)) for a, b in zip(starts[keep], ends[keep], strict=True)]
 
 
@@ -134,18 +145,19 @@ def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _completion_logprob(lp: np.ndarray, min_len: int, max_len: int) -> np.ndarray:
-    """(T+1, max_len+1, 11): [t, n, c] = log P(frames t.. complete a prefix of n digits to an
+    """(T+1, max_len+1, C): [t, n, c] = log P(frames t.. complete a prefix of n chars to an
     allowed length | frame t-1 emitted class c (0: blank)). Exact, by a backward pass over
     (digits still to add, last class); -inf where the missing digits cannot fit."""
     t_len = len(lp)
-    todo = np.full((t_len + 1, max_len + 1, 11), NEG_INF)  # [t, j, c]: frames t.. add j digits
+    nc = lp.shape[1]
+    todo = np.full((t_len + 1, max_len + 1, nc), NEG_INF)  # [t, j, c]: frames t.. add j chars
     todo[t_len, 0] = 0.0
-    new_digit = np.where(np.eye(11, dtype=bool)[:, 1:], NEG_INF, 0.0)  # (11, 10): k != c
+    new_digit = np.where(np.eye(nc, dtype=bool)[:, 1:], NEG_INF, 0.0)  # (C, C-1): k != c
     for t in range(t_len - 1, -1, -1):
         nxt, y = todo[t + 1], lp[t]
         cur = np.logaddexp(y[0] + nxt[:, :1], y + nxt)  # blank, or repeat of c (c > 0)
         cur[:, 0] = y[0] + nxt[:, 0]
-        start = _logsumexp((y[1:] + nxt[:-1, 1:])[:, None, :] + new_digit, axis=2)  # (J, 11)
+        start = _logsumexp((y[1:] + nxt[:-1, 1:])[:, None, :] + new_digit, axis=2)  # (J, C)
         todo[t] = cur
         todo[t, 1:] = np.logaddexp(cur[1:], start)
     allowed = np.empty_like(todo)
@@ -167,7 +179,9 @@ def beam_search(logp, min_len: int = 0, max_len: int | None = None, beam: int = 
         return []
     bounded = min_len > 0 or max_len < t_len
     outlook = _completion_logprob(lp, min_len, max_len) if bounded else None
-    digit_ids = np.arange(10)
+    alphabet = alphabet_of(lp)
+    na = len(alphabet)
+    digit_ids = np.arange(na)
     prefixes = [""]  # (K,) beam, with per-prefix arrays below
     lens, last = np.zeros(1, dtype=np.int64), np.full(1, -1)  # length, last digit (-1: none)
     p_blank, p_nonblank = np.zeros(1), np.full(1, NEG_INF)  # log P(prefix, path ends in ...)
@@ -182,7 +196,9 @@ def beam_search(logp, min_len: int = 0, max_len: int | None = None, beam: int = 
         ext[lens >= max_len] = NEG_INF
         index = {p: i for i, p in enumerate(prefixes)}
         merge = [
-            (i, index[p[:-1]], int(p[-1])) for i, p in enumerate(prefixes) if p and p[:-1] in index
+            (i, index[p[:-1]], alphabet.index(p[-1]))
+            for i, p in enumerate(prefixes)
+            if p and p[:-1] in index
         ]
         if merge:  # an extension that equals a prefix already in the beam joins it
             i, j, c = np.array(merge).T
@@ -190,7 +206,7 @@ def beam_search(logp, min_len: int = 0, max_len: int | None = None, beam: int = 
             ext[j, c] = NEG_INF
         if bounded:  # rank by P(prefix and a completion of allowed length): this drops
             # prefixes whose missing digits no longer fit and favours those that can end in range
-            out = outlook[t + 1]  # (max_len+1, 11)
+            out = outlook[t + 1]  # (max_len+1, C)
             rank_stay = np.logaddexp(new_blank + out[lens, 0], new_nonblank + out[lens, last + 1])
             rank_ext = ext + out[np.minimum(lens + 1, max_len), 1:]  # ext is -inf past max_len
             rank = np.concatenate([rank_stay, rank_ext.ravel()])
@@ -202,14 +218,14 @@ def beam_search(logp, min_len: int = 0, max_len: int | None = None, beam: int = 
         if len(order) > beam:
             order = order[np.argpartition(-rank[order], beam - 1)[:beam]]
         is_ext = order >= k
-        parent = np.where(is_ext, (order - k) // 10, order)
-        digit = np.where(is_ext, (order - k) % 10, last[parent])
+        parent = np.where(is_ext, (order - k) // na, order)
+        digit = np.where(is_ext, (order - k) % na, last[parent])
         prefixes = [
-            prefixes[p] + str(d) if e else prefixes[p]
+            prefixes[p] + alphabet[d] if e else prefixes[p]
             for p, d, e in zip(parent.tolist(), digit.tolist(), is_ext.tolist(), strict=True)
         ]
         lens, last = lens[parent] + is_ext, digit
-        p_blank = np.concatenate([new_blank, np.full(10 * k, NEG_INF)])[order]
+        p_blank = np.concatenate([new_blank, np.full(na * k, NEG_INF)])[order]
         p_nonblank = np.concatenate([new_nonblank, ext.ravel()])[order]
     prefixes = [p for p in prefixes if min_len <= len(p) <= max_len]
     if not prefixes:
@@ -220,34 +236,34 @@ def beam_search(logp, min_len: int = 0, max_len: int | None = None, beam: int = 
 
 
 def _substitution_logprobs(lp: np.ndarray, digits: str) -> np.ndarray:
-    """(L, 10): log P(digits with position k replaced by c), from one alpha/beta pass.
+    """(L, C-1): log P(digits with position k replaced by c), from one alpha/beta pass.
 
     P = sum over frames t1 <= t2 that c occupies of A(t1-1) * prod y_c(t1..t2) * B(t2+1),
     where A is the prefix's forward mass (ending in blank, or in its last digit if != c)
     and B the suffix's backward mass (starting with blank, or its first digit if != c).
     """
-    lab = _labels(digits)
-    n, t_len = len(lab), len(lp)
+    lab = _labels(digits, alphabet_of(lp))
+    n, t_len, na = len(lab), len(lp), lp.shape[1] - 1
     ext, skip = _lattice(np.stack([lab, lab[::-1]]))  # the reversed string gives beta
     emit = np.stack([lp[:, ext[0]], lp[::-1][:, ext[1]]], axis=1)  # (T, 2, S)
     both = _forward(emit, skip)
     alpha, beta = both[:, 0], both[::-1, 1, ::-1]  # (T, S); beta includes frame t's emission
     pad = np.full((t_len, 1), NEG_INF)
-    differs = np.arange(10)[None, :] != lab[:, None]  # (L, 10)
-    prev_ok = np.r_[np.zeros((1, 10), bool), differs[:-1]]  # c != digit k-1
-    next_ok = np.r_[differs[1:], np.zeros((1, 10), bool)]  # c != digit k+1
+    differs = np.arange(na)[None, :] != lab[:, None]  # (L, C-1)
+    prev_ok = np.r_[np.zeros((1, na), bool), differs[:-1]]  # c != char k-1
+    next_ok = np.r_[differs[1:], np.zeros((1, na), bool)]  # c != char k+1
     a_blank, a_digit = alpha[:, 0 : 2 * n : 2], np.hstack([pad, alpha[:, 1 : 2 * n - 1 : 2]])
     b_blank, b_digit = beta[:, 2 : 2 * n + 1 : 2], np.hstack([beta[:, 3 : 2 * n + 1 : 2], pad])
     before = np.logaddexp(a_blank[:, :, None], np.where(prev_ok, a_digit[:, :, None], NEG_INF))
     after = np.logaddexp(b_blank[:, :, None], np.where(next_ok, b_digit[:, :, None], NEG_INF))
-    start = np.full((1, n, 10), NEG_INF)
+    start = np.full((1, n, na), NEG_INF)
     start[0, 0] = 0.0  # A(-1): only the first digit may start at frame 0
-    end = np.full((1, n, 10), NEG_INF)
+    end = np.full((1, n, na), NEG_INF)
     end[0, -1] = 0.0  # B(T): only the last digit may end at the last frame
-    before = np.concatenate([start, before])  # (T+1, L, 10), index t holds A(t-1)
-    after = np.concatenate([after, end])  # (T+1, L, 10), index t holds B(t)
-    run = np.full((t_len, n, 10), NEG_INF)  # run[t]: mass of c's span ending at frame t
-    prev = np.full((n, 10), NEG_INF)
+    before = np.concatenate([start, before])  # (T+1, L, C-1), index t holds A(t-1)
+    after = np.concatenate([after, end])  # (T+1, L, C-1), index t holds B(t)
+    run = np.full((t_len, n, na), NEG_INF)  # run[t]: mass of c's span ending at frame t
+    prev = np.full((n, na), NEG_INF)
     for t in range(t_len):
         prev = np.logaddexp(prev, before[t], out=run[t])
         prev += lp[t, 1:]
@@ -258,8 +274,8 @@ def _confidences(lp: np.ndarray, digits: str) -> tuple[float, np.ndarray]:
     """-> (log P(digits), (L,) P(digit_k | other digits))."""
     if not digits or len(lp) == 0:
         return float(_batch_logprob(lp, [digits])[0]), np.zeros(len(digits))
-    sub = _substitution_logprobs(lp, digits)  # (L, 10)
-    own = sub[np.arange(len(digits)), _labels(digits)]  # every row holds log P(digits)
+    sub = _substitution_logprobs(lp, digits)  # (L, C-1)
+    own = sub[np.arange(len(digits)), _labels(digits, alphabet_of(lp))]  # each row: log P(digits)
     logprob = float(np.max(own))
     if logprob == NEG_INF:
         return logprob, np.zeros(len(digits))
@@ -274,7 +290,7 @@ def digit_confidences(logp, digits: str) -> np.ndarray:
 def alignment(logp, digits: str) -> list[tuple[int, int]]:
     """Viterbi CTC alignment of ``digits``: (first_frame, last_frame) per digit."""
     lp = _check(logp)
-    ext, skip = _lattice(_labels(digits)[None])
+    ext, skip = _lattice(_labels(digits, alphabet_of(lp))[None])
     ext, skip = ext[0], skip[0]
     s_len, t_len = len(ext), len(lp)
     if not digits:
@@ -317,6 +333,15 @@ def decode(logp, min_len: int | None = None, max_len: int | None = None, beam: i
             return Decoded("", float(NEG_INF), 0.0, (), ())
         digits = found[0][0]
         frames = alignment(lp, digits)
+    return decoded(lp, digits, frames)
+
+
+def decoded(logp, digits: str, frames=None) -> Decoded:
+    """A chosen reading of ``logp`` (e.g. by a pattern search) with its exact probability,
+    per-character confidences and frames (the Viterbi alignment unless given)."""
+    lp = _check(logp)
+    if frames is None:
+        frames = alignment(lp, digits) if digits else []
     logprob, conf = _confidences(lp, digits)
     return Decoded(
         digits=digits,
@@ -328,10 +353,10 @@ def decode(logp, min_len: int | None = None, max_len: int | None = None, beam: i
 
 
 def decode_batch(logp_batch, frame_counts=None, **kw) -> list[Decoded]:
-    """logp_batch (N, T, 11), frame_counts (N,) or None -> one Decoded per item."""
+    """logp_batch (N, T, C), frame_counts (N,) or None -> one Decoded per item."""
     batch = np.asarray(logp_batch)
     if batch.ndim != 3:
-        raise ValueError(f"logp_batch must have shape (N, T, 11), got {batch.shape}")
+        raise ValueError(f"logp_batch must have shape (N, T, C), got {batch.shape}")
     n, t_len = batch.shape[:2]
     counts = np.full(n, t_len) if frame_counts is None else np.asarray(frame_counts)
     if counts.shape != (n,) or np.any(counts < 0) or np.any(counts > t_len):

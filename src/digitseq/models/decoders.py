@@ -4,8 +4,10 @@ digits, the whole-number and per-digit confidences and the spans; nobody downstr
 kind it holds. The kind follows from the model's output shape (``kind_of``), so a model file
 without its sidecar still decodes right.
 
-'ctc' readers map (N, 1, 28, W) lines to (N, W/4, 11) frame logits (blank + 10 digits): the
-confidence is the probability of the whole string (CTC forward algorithm). The 5-digit
+'ctc' readers map (N, 1, 28, W) lines to (N, W/4, C) frame logits (blank + 10 digits, or blank
++ digits and separators: ``core.constants.ALPHABETS``): the confidence is the probability of the
+whole string (CTC forward algorithm). A reading's ``text`` holds what was read, separators
+included; its ``digits`` the digits alone (with their confidences and spans). The 5-digit
 baselines ('fixed') map (N, 1, 28, 140) to (N, 5, 10) logits: the confidence is the product of
 the five per-digit maximum softmax probabilities.
 """
@@ -16,12 +18,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from digitseq.core.constants import FRAME_STRIDE, IMG_H, IMG_W, N_DIGITS
+from digitseq.core.constants import ALPHABETS, FRAME_STRIDE, IMG_H, IMG_W, N_DIGITS
 from digitseq.core.errors import DigitseqError
-from digitseq.models import ctc_decode
+from digitseq.models import ctc_decode, ctc_pattern
 
 LINE_PAD = 32  # line widths are padded to a multiple of this: few shapes, bounded kernel caches
 UNSURE = 0.01  # a length-constrained reading below this probability is flagged, never forced
+FORMATS = tuple(ctc_pattern.FORMATS)  # the named formats a reading may be held to (--pattern)
 
 Run = Callable[[np.ndarray], np.ndarray]  # (N, 1, 28, W) float32 -> (N, ...) logits
 
@@ -42,7 +45,7 @@ class LineDecoder:
     """The CTC line reader: a whole line of any width in, a number of any length out."""
 
     kind = "ctc"
-    describe = "line reader (N, T, 11)"
+    describe = "line reader (N, T, 11 or 20)"
     line = True  # preprocessing keeps the whole line
     lengths = None  # any number of digits can be asked for
 
@@ -51,6 +54,11 @@ class LineDecoder:
 
     def check_digits(self, digits) -> None:
         """Any length constraint is honoured (the most probable reading of that length)."""
+
+    def check_pattern(self, pattern: str | None) -> None:
+        """A pattern that parses (a one-line error for one that does not)."""
+        if pattern:
+            ctc_pattern.compile_pattern(pattern)
 
     def bad_input(self, x: np.ndarray) -> str | None:
         return None
@@ -73,18 +81,35 @@ class LineDecoder:
                     out[i] = logp[row, : -(-int(widths[i]) // FRAME_STRIDE)]
         return out
 
-    def decode(self, output: np.ndarray, digits=None) -> dict:
-        """Greedy, or the most probable reading with lo..hi digits; spans in input columns."""
+    def decode(self, output: np.ndarray, digits=None, pattern: str | None = None) -> dict:
+        """Greedy, the most probable reading with lo..hi digits, or the most probable one a
+        ``pattern`` accepts (a name of ``ctc_pattern.FORMATS`` or a regular expression);
+        spans in input columns. A constrained reading below ``UNSURE`` is flagged."""
         lo, hi = digits if digits else (None, None)
-        d = ctc_decode.decode(output, lo, hi)
+        if digits and output.shape[-1] > ctc_decode.NUM_CLASSES:  # N digits: no separator
+            output = np.concatenate(
+                [output[:, : ctc_decode.NUM_CLASSES],
+                 np.full_like(output[:, ctc_decode.NUM_CLASSES :], -np.inf)], axis=1,
+            )  # fmt: skip
+        if pattern:
+            found = ctc_pattern.decode_pattern(output, pattern, ctc_decode.alphabet_of(output))
+            d = ctc_decode.decoded(output, found.text)
+        else:
+            d = ctc_decode.decode(output, lo, hi)
         stride = FRAME_STRIDE
+        keep = [k for k, ch in enumerate(d.digits) if ch.isdigit()]
         out = {
-            "digits": d.digits,
+            "digits": "".join(d.digits[k] for k in keep),
+            "text": d.digits,
             "confidence": float(d.confidence),
-            "digit_confidences": [round(float(c), 6) for c in d.digit_confidences],
-            "input_spans": [[f0 * stride, (f1 + 1) * stride - 1] for f0, f1 in d.frames],
+            "digit_confidences": [round(float(d.digit_confidences[k]), 6) for k in keep],
+            "input_spans": [
+                [d.frames[k][0] * stride, (d.frames[k][1] + 1) * stride - 1] for k in keep
+            ],  # fmt: skip
         }
-        if digits and (not d.digits or d.confidence < UNSURE):
+        if pattern and (not d.digits or d.confidence < UNSURE):
+            out["warning"] = f"unsure: no reading that the pattern {pattern!r} accepts is likely"
+        elif digits and (not d.digits or d.confidence < UNSURE):
             out["warning"] = (
                 f"unsure: no reading with {lo}-{hi} digits is likely" if lo != hi
                 else f"unsure: no reading with {lo} digits is likely"
@@ -132,6 +157,10 @@ class CellDecoder:
         if digits and tuple(digits) != (N_DIGITS, N_DIGITS):
             raise DigitseqError(f"this model reads exactly {N_DIGITS} digits; --digits {digits}")
 
+    def check_pattern(self, pattern: str | None) -> None:
+        if pattern:
+            raise DigitseqError(f"this model reads exactly {N_DIGITS} digits: no --pattern")
+
     def bad_input(self, x: np.ndarray) -> str | None:
         return None if x.shape == (IMG_H, IMG_W) else "not a 28x140 model input"
 
@@ -139,9 +168,11 @@ class CellDecoder:
         """(28, 140) inputs -> (5, 10) probabilities each."""
         return list(softmax(cell_logits(run, np.stack(inputs), batch_size))) if inputs else []
 
-    def decode(self, probs: np.ndarray, digits=None) -> dict:
+    def decode(self, probs: np.ndarray, digits=None, pattern=None) -> dict:
+        read = "".join(str(int(d)) for d in probs.argmax(axis=-1))
         return {
-            "digits": "".join(str(int(d)) for d in probs.argmax(axis=-1)),
+            "digits": read,
+            "text": read,
             "confidence": float(sequence_confidence(probs)),
             "digit_confidences": [float(p) for p in probs.max(axis=-1).astype(np.float64)],
             "probabilities": probs.astype(np.float64).round(6).tolist(),
@@ -200,8 +231,8 @@ def kind_of(out: np.ndarray) -> str | None:
 
 
 def item_kind(shape: tuple) -> str | None:
-    """'ctc' for (T, 11) frames, 'fixed' for (5, 10) heads, else None."""
-    if len(shape) == 2 and shape[0] >= 1 and shape[1] == 11:
+    """'ctc' for (T, 11) or (T, 20) frames, 'fixed' for (5, 10) heads, else None."""
+    if len(shape) == 2 and shape[0] >= 1 and shape[1] in ALPHABETS:
         return "ctc"
     if tuple(shape) == (N_DIGITS, 10):
         return "fixed"

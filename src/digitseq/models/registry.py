@@ -85,7 +85,9 @@ def _register_builtin() -> None:
         "multihead", cells, channels=(16, 32, 64), hidden=256, reduce=0, dropout=0.2, depth=None
     )(fixed.MultiHead)
     register("seed-slices", cells, c1=32, c2=64, hidden=128, dropout=0.25)(fixed.SeedSlices)
-    register("ctc", line, channels=(32, 64, 128), hidden=256, context=3, dropout=0.1)(ctc.CTCReader)
+    register(
+        "ctc", line, channels=(32, 64, 128), hidden=256, context=3, dropout=0.1, alphabet="digits"
+    )(ctc.CTCReader)
     member = {"channels": [8, 16, 32], "hidden": 32, "context": 1, "dropout": 0.0}
     register("ctc-ensemble", line, members=(member, member))(CTCEnsemble)
 

@@ -26,8 +26,11 @@ from digitseq.reading import preprocess
 
 log = logging.getLogger(__name__)
 
+FORMATS = decoders.FORMATS  # the named formats of ``pattern=`` (or a regular expression)
 INPUT_FORMAT = f"{IMG_H}xW float32 in [0, 1], white ink on black (W = {IMG_W} for 5-digit models)"
-JSON_KEYS = ("file", "digits", "confidence", "digit_confidences", "spans", "warning", "error")
+JSON_KEYS = (
+    "file", "digits", "text", "confidence", "digit_confidences", "spans", "warning", "error"
+)  # fmt: skip
 
 
 @dataclass
@@ -35,7 +38,8 @@ class Reading:
     """The reading of one image; ``error`` is set (and ``digits`` None) when it was unreadable."""
 
     file: str | None = None
-    digits: str | None = None
+    digits: str | None = None  # the digits read, alone
+    text: str | None = None  # what was read, separators included (a digit reader: the digits)
     confidence: float | None = None
     digit_confidences: list[float] | None = None
     probabilities: list[list[float]] | None = None  # (L, 10) per-position probabilities
@@ -93,6 +97,7 @@ class Predictor:
         self.name = name
         self.source = source
         self.digits: tuple[int, int] | None = None  # default length constraint of predict()
+        self.pattern: str | None = None  # default format of predict() (ctc_pattern.FORMATS)
 
     @classmethod
     def load(cls, path: str | Path | None = None, backend: str = "onnx", threads: int = 1):
@@ -204,9 +209,10 @@ class Predictor:
         log-probabilities over its real width (a line reader) or (5, 10) probabilities."""
         return self.decoder.outputs(self.run, inputs, batch_size)
 
-    def fill(self, r: Reading, output: np.ndarray, min_confidence=None, digits=None) -> None:
+    def fill(self, r: Reading, output: np.ndarray, min_confidence=None, digits=None,
+             pattern=None) -> None:  # fmt: skip
         """Digits, confidences and spans of one reading from its model output."""
-        decoded = self.decoder.decode(output, digits)
+        decoded = self.decoder.decode(output, digits, pattern)
         if r.warning and "warning" in decoded:  # the image's own warning stays, first
             decoded["warning"] = f"{r.warning}; {decoded['warning']}"
         for key, value in decoded.items():
@@ -220,34 +226,42 @@ class Predictor:
             )
             r.warning = f"{r.warning}; {longer}" if r.warning else longer
         if min_confidence is not None and r.confidence < min_confidence:
-            r.digits, r.abstained = None, True
+            r.digits, r.text, r.abstained = None, None, True
 
-    def check_digits(self, digits) -> None:
-        """A length constraint this model can honour, or a one-line error."""
+    def check_digits(self, digits, pattern=None) -> None:
+        """A length constraint (or a format) this model can honour, or a one-line error."""
+        if digits and pattern:
+            raise DigitseqError("--digits and --pattern: give one (a pattern says the length)")
         self.decoder.check_digits(digits)
+        self.decoder.check_pattern(pattern)
 
-    def predict_prepared(self, readings, min_confidence=None, batch_size: int = 64, digits=None):
+    def predict_prepared(self, readings, min_confidence=None, batch_size: int = 64, digits=None,
+                         pattern=None):  # fmt: skip
         """Run the model over readings prepared by ``prepare`` (errors pass through)."""
-        digits = digits or self.digits
-        self.check_digits(digits)
+        if not (digits or pattern):
+            digits, pattern = self.digits, self.pattern
+        self.check_digits(digits, pattern)
         for r in readings:
             if r.error is None and (bad := self.decoder.bad_input(r.input)):
                 r.error, r.input = bad, None
         ok = [r for r in readings if r.error is None]
         for r, out in zip(ok, self.outputs([r.input for r in ok], batch_size), strict=True):
-            self.fill(r, out, min_confidence, digits)
+            self.fill(r, out, min_confidence, digits, pattern)
         return readings
 
-    def predict(self, images, min_confidence=None, batch_size: int = 64, digits=None):
+    def predict(self, images, min_confidence=None, batch_size: int = 64, digits=None,
+                pattern=None):  # fmt: skip
         """Read each image (path, bytes, PIL image or array); never raises for a bad image.
-        ``digits``: (lo, hi) to read the most probable number with lo..hi digits."""
-        self.check_digits(digits)
+        ``digits``: (lo, hi) to read the most probable number with lo..hi digits; ``pattern``:
+        the most probable reading a format accepts (``amount``, ``date``, ``time``, ``phone``,
+        ``digits``, or a regular expression over digits and ``. , - / : ( ) +`` and space)."""
+        self.check_digits(digits, pattern)
         readings = [prepare(item, line=self.line) for item in as_list(images)]
-        return self.predict_prepared(readings, min_confidence, batch_size, digits)
+        return self.predict_prepared(readings, min_confidence, batch_size, digits, pattern)
 
-    def read(self, image, min_confidence=None, digits=None) -> Reading:
+    def read(self, image, min_confidence=None, digits=None, pattern=None) -> Reading:
         """One image -> its Reading."""
-        return self.predict([image], min_confidence, digits=digits)[0]
+        return self.predict([image], min_confidence, digits=digits, pattern=pattern)[0]
 
 
 def probe(backend, source: str) -> str:

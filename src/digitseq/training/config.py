@@ -39,6 +39,7 @@ class TrainConfig:
     p_drawn: float = 0.0  # share of on-the-fly digits redrawn with one round pen (data.drawn)
     p_font: float = 0.0  # share drawn in the training handwriting fonts (data.fonts)
     p_pen: float = 0.0  # share drawn from synthetic pen trajectories (data.strokes)
+    p_format: float = 0.0  # share of batches of formatted numbers (hparams alphabet "text")
     epochs: int = 12
     steps_per_epoch: int = 500
     batch_size: int = 128
@@ -185,6 +186,13 @@ PRESETS["bundle-finetune-drawn"] = replace(PRESETS["bundle-finetune"], epochs=20
 # people write it, which the other layouts never show) and a fifth of the digits canvas-drawn
 PRESETS["bundle-finetune-spaced"] = replace(
     PRESETS["bundle-finetune"], layout="mix4", epochs=20, p_drawn=0.2
+)
+# a reader of formatted numbers in seconds (digits and separators): for tests and smoke runs
+PRESETS["text-tiny"] = replace(
+    PRESETS["ctc-tiny"],
+    hparams={**PRESETS["ctc-tiny"].hparams, "alphabet": "text"},
+    layout="people",
+    p_format=0.5,
 )
 # the bundled reader, trained from scratch on a 2-core CPU inside one session (--time-limit is
 # the budget its schedule anneals within; ~1.9M numbers in 140 min with bf16): numbers as people

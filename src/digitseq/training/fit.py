@@ -50,8 +50,10 @@ def fit(
         torch.use_deterministic_algorithms(True, warn_only=True)
 
     # the model: its head (loss, greedy readings) decided once, by its architecture
-    head = registry.head(cfg.arch)
     model = checkpoint.build(cfg.arch, cfg.hparams, cfg.init)
+    head = registry.head(cfg.arch)
+    if cfg.p_format and registry.model_hparams(cfg.arch, **cfg.hparams).get("alphabet") != "text":
+        raise DigitseqError('--p-format needs a reader of text (hparams alphabet "text")')
     model = model.to(dev, memory_format=torch.channels_last)
     net = model
     if world > 1:
@@ -85,6 +87,7 @@ def fit(
     spec = sources.DataSpec(
         lines=head.lines, layout=cfg.layout, lengths=cfg.lengths, pad_to=cfg.pad_to,
         data=cfg.data, p_drawn=cfg.p_drawn, p_font=cfg.p_font, p_pen=cfg.p_pen,
+        p_format=cfg.p_format,
         batch_size=cfg.batch_size, steps=cfg.steps_per_epoch, val_size=cfg.val_size,
         seed=cfg.seed,
     )  # fmt: skip

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from digitseq.core.constants import TEXT_ALPHABET
 from digitseq.models import ctc_decode
 from digitseq.models.devices import autocast, to_input
 from digitseq.models.inference import batched_logits
@@ -20,9 +21,11 @@ log = logging.getLogger("digitseq.training.fit")  # one logger for the run's mes
 # --- what the model is asked to do: its head's loss and greedy readings (registry.Head) ---------
 
 
-def true_strings(digits, lengths) -> list[str]:
+def true_strings(labels, lengths) -> list[str]:
+    """(N, L) labels (alphabet indices: digits 0-9, then separators) -> the true strings."""
     return [
-        "".join(map(str, row[:n])) for row, n in zip(digits.tolist(), lengths.tolist(), strict=True)
+        "".join(TEXT_ALPHABET[c] for c in row[:n])
+        for row, n in zip(labels.tolist(), lengths.tolist(), strict=True)
     ]
 
 

@@ -51,12 +51,13 @@ def escape(text: str) -> str:
 
 
 def text_line(record: dict) -> str:
-    """``PATH<TAB>DIGITS<TAB>CONFIDENCE``; DIGITS is ``-`` when unread (error or abstained),
-    and the third field is then ``error: MESSAGE`` or the confidence that was too low."""
+    """``PATH<TAB>TEXT<TAB>CONFIDENCE``: TEXT is what was read (a digit reader: the digits; a
+    separator-aware one: with its separators), ``-`` when unread (error or abstained), and the
+    third field is then ``error: MESSAGE`` or the confidence that was too low."""
     name = escape(str(record["file"]))
     if record.get("error") is not None:
         return f"{name}\t-\terror: {escape(record['error'])}"
-    return f"{name}\t{record['digits'] or '-'}\t{record['confidence']:.4f}"
+    return f"{name}\t{record.get('text') or record['digits'] or '-'}\t{record['confidence']:.4f}"
 
 
 def valid_text(text: str) -> str:
@@ -112,8 +113,8 @@ def name_key(name: str) -> int:
 # --- the resumable output file -------------------------------------------------------------------
 
 MAX_LINE = 1 << 16  # bytes: a reading of 64 digits with a 4096-byte name takes ~10 KB
-READING_KEYS = frozenset(JSON_KEYS)
-OPTIONAL_KEYS = frozenset({"abstained", "file_bytes"})
+READING_KEYS = frozenset(JSON_KEYS) - {"text"}
+OPTIONAL_KEYS = frozenset({"abstained", "file_bytes", "text"})  # text: since separators
 
 
 def is_reading(rec) -> bool:

@@ -122,11 +122,12 @@ def prepare_remote(batch: dict, line: bool) -> dict:
 class Reader:
     """An actor of the inference pool: one Predictor, loaded once, run on whole batches."""
 
-    def __init__(self, model, backend: str, min_confidence, include_abstained: bool, digits):
+    def __init__(self, model, backend: str, min_confidence, include_abstained: bool, digits,
+                 pattern=None):  # fmt: skip
         from digitseq.reading.predictor import Predictor
 
         self.predictor = Predictor.load(model, backend=backend)
-        self.predictor.digits = digits
+        self.predictor.digits, self.predictor.pattern = digits, pattern
         self.min_confidence = min_confidence
         self.include_abstained = include_abstained
 
@@ -153,12 +154,13 @@ class Reader:
 def dataset(
     sources: Iterable[str], model, backend: str, recursive: bool, min_confidence,
     include_abstained: bool, batch_size: int, digits=None, num_cpus: int | None = None,
+    pattern: str | None = None,
 ):  # fmt: skip
     """The lazy Ray Dataset of records for ``sources`` (nothing runs until it is consumed)."""
     from digitseq.reading.predictor import Predictor
 
     probe = Predictor.load(model, backend=backend)  # a bad model or --digits: one line, now
-    probe.check_digits(digits)
+    probe.check_digits(digits, pattern)
     line = probe.line
     del probe
     ray = init(num_cpus)
@@ -189,6 +191,7 @@ def dataset(
             "min_confidence": min_confidence,
             "include_abstained": include_abstained,
             "digits": digits,
+            "pattern": pattern,
         },
         batch_size=batch_size,
         batch_format="numpy",
@@ -200,14 +203,14 @@ def dataset(
 def read(
     sources: Iterable[str], model, backend: str, recursive: bool, min_confidence,
     include_abstained: bool, batch_size: int, parquet_dir: str | Path | None = None, digits=None,
-    num_cpus: int | None = None,
+    num_cpus: int | None = None, pattern: str | None = None,
 ) -> Iterator[dict]:  # fmt: skip
     """Records in input order, streamed to the driver; with ``parquet_dir``, the cluster writes
     them there as Parquet instead, and this yields only each file's ``error`` (for the count)."""
     try:
         ds = dataset(
             sources, model, backend, recursive, min_confidence, include_abstained, batch_size,
-            digits, num_cpus,
+            digits, num_cpus, pattern,
         )  # fmt: skip
         if parquet_dir is not None:
             ds.write_parquet(str(parquet_dir))

@@ -22,12 +22,12 @@ class ReaderSpec:
     backend: str = "onnx"
     digits: tuple[int, int] | None = None
     min_confidence: float | None = None
+    pattern: str | None = None  # a format (ctc_pattern.FORMATS) or a regular expression
 
     def load(self):
         predictor = reading.Predictor.load(self.model, backend=self.backend)
-        if self.digits is not None:
-            predictor.check_digits(self.digits)
-            predictor.digits = self.digits
+        predictor.check_digits(self.digits, self.pattern)
+        predictor.digits, predictor.pattern = self.digits, self.pattern
         return predictor
 
 

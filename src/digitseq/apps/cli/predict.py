@@ -53,6 +53,13 @@ def add_parser(sub) -> None:
         help="the number has N (or A to B) digits: read the most probable such number",
     )
     p.add_argument(
+        "--pattern",
+        metavar="FORMAT|REGEX",
+        help="read the most probable text this format accepts: amount, date, time, phone, "
+        "digits, or a regular expression over digits and . , - / : ( ) + and space (e.g. "
+        r"'\d{2}/\d{2}/\d{4}'); an unlikely fit is flagged in warning, never forced",
+    )
+    p.add_argument(
         "--batch-size",
         type=positive_int,
         default=64,
@@ -143,14 +150,14 @@ def read_and_write(args: argparse.Namespace) -> int:
         records = ray_engine.read(
             sources(args), args.model, args.backend, args.recursive, args.min_confidence,
             include_abstained, args.batch_size, args.output if fmt == "parquet" else None,
-            args.digits, args.jobs,
+            args.digits, args.jobs, args.pattern,
         )  # fmt: skip
     else:
         from digitseq.apps.batch.local import read_all
         from digitseq.apps.batch.work import ReaderSpec, loaded
 
         model = str(args.model) if args.model is not None else None
-        spec = ReaderSpec(model, args.backend, args.digits, args.min_confidence)
+        spec = ReaderSpec(model, args.backend, args.digits, args.min_confidence, args.pattern)
         jobs = args.jobs or default_jobs()
         if jobs == 1:
             loaded(spec)  # a bad model or --digits: one line before anything is read

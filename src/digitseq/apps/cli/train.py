@@ -37,6 +37,9 @@ OPTION_HELP = {
     "p_drawn": "share of training digits redrawn with one round pen, as the app's canvas draws",
     "p_font": "share of training digits drawn in the training handwriting fonts",
     "p_pen": "share of training digits drawn from synthetic pen trajectories",
+    "p_format": "share of training lines that are formatted numbers with separators (amounts, "
+    "dates, times, phones, IDs); needs a text reader (--preset text-tiny, or hparams alphabet "
+    "text)",
 }
 
 

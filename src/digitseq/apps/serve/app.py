@@ -286,15 +286,22 @@ def create_app(settings: ServeSettings | None = None, predictor=None) -> FastAPI
             "probable such number (as `digitseq predict --digits`)",
             json_schema_extra={"pattern": DIGITS_FORM},  # documented; checked by parse_digits
         ),
+        pattern: str | None = Query(
+            None,
+            max_length=200,
+            description="read the most probable text this format accepts: amount, date, time, "
+            "phone, digits, or a regular expression over digits and . , - / : ( ) + and space "
+            "(as `digitseq predict --pattern`); an unlikely fit is flagged in `warning`",
+        ),
     ) -> JSONResponse:
         try:
             bounds = parse_digits(digits) if digits is not None else None  # the CLI's parser
-            request.app.state.predictor.check_digits(bounds)
+            request.app.state.predictor.check_digits(bounds, pattern)
         except DigitseqError as e:
             raise ApiError(422, str(e)) from None
         try:
             async with asyncio.timeout(s.timeout_s):
-                results = await read_images(request, s, min_confidence, bounds)
+                results = await read_images(request, s, min_confidence, bounds, pattern)
         except TimeoutError:
             raise ApiError(503, f"the request took longer than {s.timeout_s:g} s") from None
         except batching.BatcherBusy as e:
@@ -330,7 +337,8 @@ def create_app(settings: ServeSettings | None = None, predictor=None) -> FastAPI
     return app
 
 
-async def read_images(request: Request, s: ServeSettings, min_confidence, digits=None):
+async def read_images(request: Request, s: ServeSettings, min_confidence, digits=None,
+                      pattern=None):  # fmt: skip
     """Uploads -> preprocess (thread pool) -> batched model -> one jsonl-style dict per file."""
 
     uploads = await uploads_from_request(request, s)
@@ -359,7 +367,7 @@ async def read_images(request: Request, s: ServeSettings, min_confidence, digits
     ok = [r for r in readings if r.error is None]
     outputs = await batcher.submit([r.input for r in ok])
     for r, out in zip(ok, outputs, strict=True):
-        p.fill(r, out, min_confidence, digits)
+        p.fill(r, out, min_confidence, digits, pattern)
     for r, (name, _) in zip(readings, uploads, strict=True):
         r.file = name
     return [r.to_json(include_abstained=min_confidence is not None) for r in readings]

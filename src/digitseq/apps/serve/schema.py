@@ -26,6 +26,7 @@ MIN_CONFIDENCE_DOC = (
 EXAMPLE_RESULT = {
     "file": "form-17.png",
     "digits": "40213",
+    "text": "40213",
     "confidence": 0.9871,
     "digit_confidences": [0.9991, 0.9962, 0.9987, 0.9945, 0.9983],
     "spans": [[212, 268], [291, 350], [377, 421], [452, 509], [538, 597]],
@@ -39,7 +40,12 @@ class ReadResult(BaseModel):
 
     file: str | None = Field(description="the upload's file name (null for a raw body)")
     digits: str | None = Field(
-        pattern=r"^[0-9]*$", description="the number, any length ('' when no digit is seen)"
+        pattern=r"^[0-9]*$", description="the number's digits, any length ('' when none is seen)"
+    )
+    text: str | None = Field(
+        None,
+        pattern=r"^[0-9.,\-/:()+ ]*$",
+        description="what was read, separators included (a digit reader: the digits)",
     )
     confidence: float | None = Field(
         ge=0, le=1, description="calibrated probability of the whole reading"

@@ -37,7 +37,7 @@ from digitseq.apps.webapp.view import (
 from digitseq.core import paths
 from digitseq.core.errors import DigitseqError, one_line
 from digitseq.reading import preprocess
-from digitseq.reading.predictor import Predictor, Reading
+from digitseq.reading.predictor import FORMATS, Predictor, Reading
 
 SAMPLES_DIR = Path(__file__).resolve().parents[4] / "examples" / "seed-samples"
 MAX_UPLOAD_MB = 10  # per file; the uploader refuses larger files, upload_ui double-checks
@@ -173,15 +173,25 @@ def model_card_ui(info: dict, path: Path) -> None:
             st.markdown(readme.read_text(errors="replace"))
 
 
-def length_ui(predictor: Predictor) -> tuple[int, int] | None:
-    """The "the number has N digits" option, passed to the predictor as ``digits=``."""
+def length_ui(predictor: Predictor) -> tuple[int, int] | str | None:
+    """What the caller knows of the number: N digits (passed to the predictor as ``digits=``)
+    or a format (``pattern=``: a named one or the user's regular expression)."""
     st.sidebar.header("Number of digits")
     if predictor.decoder.lengths is not None:
         st.sidebar.caption(f"This model reads exactly {predictor.decoder.lengths[0]} digits.")
         return None
     mode = st.sidebar.radio(
-        "The number has", ["any number of digits", "exactly", "between"], key="length-mode"
+        "The number has",
+        ["any number of digits", "exactly", "between", "a format"],
+        key="length-mode",
     )
+    if mode == "a format":
+        name = st.sidebar.selectbox("Format", [*FORMATS, "my own pattern"], key="format")
+        if name != "my own pattern":
+            return name
+        own = st.sidebar.text_input("Pattern (a regular expression)", r"\d{2}/\d{2}/\d{4}",
+                                    max_chars=200, key="pattern")  # fmt: skip
+        return own or None
     if mode == "exactly":
         n = st.sidebar.number_input("digits", 1, MAX_DIGITS, 5, key="length-n")
         return int(n), int(n)
@@ -302,8 +312,11 @@ def read_entries(predictor: Predictor, entries: list[Entry], digits) -> list:
         x = e.inputs[kind]
         readings.append(Reading(file=e.name, error=x) if isinstance(x, str) else
                         Reading(file=e.name, input=x))  # fmt: skip
+    pattern = digits if isinstance(digits, str) else None
+    digits = None if pattern else digits
     try:
-        predictor.predict_prepared([r for r in readings if isinstance(r, Reading)], digits=digits)
+        predictor.predict_prepared([r for r in readings if isinstance(r, Reading)], digits=digits,
+                                   pattern=pattern)  # fmt: skip
     except Exception as exc:  # noqa: BLE001
         return [one_line(exc)] * len(entries)
     return [r if isinstance(r, str) or r.error is None else r.error for r in readings]
@@ -319,7 +332,7 @@ def result_ui(entry: Entry, reading, predictor: Predictor, key: str) -> None:
         st.caption(entry.name)
         left, right = st.columns([1, 2])
         with left:
-            number = reading.digits or "–"
+            number = reading.text or reading.digits or "–"
             size = min(3.4, 20 / max(1, len(number)))  # rem: long numbers stay on one line
             st.markdown(
                 f'<div class="digitseq-number" style="font: 700 {size:.2f}rem monospace; '

@@ -299,10 +299,13 @@ def spoken_list(items: list[int]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def length_text(digits: tuple[int, int] | None) -> str:
-    """How a length constraint reads: 'any length', '4 digits', '3-6 digits'."""
+def length_text(digits: tuple[int, int] | str | None) -> str:
+    """How a length constraint (or a format) reads: 'any length', '4 digits', '3-6 digits',
+    'the format date'."""
     if not digits:
         return "any length"
+    if isinstance(digits, str):
+        return f"the format {digits}"
     lo, hi = digits
     return f"{lo} digit{'s' * (lo > 1)}" if lo == hi else f"{lo}-{hi} digits"
 
