@@ -80,3 +80,23 @@ def test_predict_holds_a_reading_to_a_pattern_and_refuses_a_bad_one(capsys):
     assert_one_line_error(code, err, "not a valid pattern")
     code, _, err = run_cli(capsys, "predict", "--digits", "5", "--pattern", "amount", sample)
     assert_one_line_error(code, err, "--pattern")
+
+
+def test_a_digit_reader_starts_a_reader_of_text(bundled_model_dir):
+    """--init across alphabets: every weight of the digit reader is kept, the classifier grows
+    by the separators' rows; a reader of another shape is still refused."""
+    import torch
+
+    from digitseq.core.errors import DigitseqError
+    from digitseq.models import checkpoint
+
+    digits = checkpoint.load_state_dict(checkpoint.resolve(bundled_model_dir)[0])
+    config = checkpoint.read_config(checkpoint.resolve(bundled_model_dir)[1])["model"]
+    text = checkpoint.build("ctc", {**config["hparams"], "alphabet": "text"}, bundled_model_dir)
+    own = text.state_dict()
+    assert own["classifier.weight"].shape[0] == len(TEXT_ALPHABET) + 1
+    for k, v in digits.items():
+        kept = own[k][: len(v)] if v.ndim else own[k]
+        assert torch.equal(kept.float(), v.float()), k
+    with pytest.raises(DigitseqError, match="does not fit"):
+        checkpoint.build("ctc", {**config["hparams"], "hidden": 8}, bundled_model_dir)

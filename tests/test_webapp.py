@@ -260,7 +260,7 @@ def test_a_format_option_is_passed_to_the_reader(ctc_app, mnist_data):
     at.sidebar.selectbox(key="format").set_value("digits").run()
     assert numbers_shown(at) == [NUMBER] and texts(at.warning) == []
     at.sidebar.selectbox(key="format").set_value("my own pattern").run()
-    at.sidebar.text_input(key="pattern").set_value(r"\d{%d}" % len(NUMBER)).run()
+    at.sidebar.text_input(key="pattern").set_value(rf"\d{{{len(NUMBER)}}}").run()
     assert numbers_shown(at) == [NUMBER]
     at.sidebar.selectbox(key="format").set_value("date").run()
     assert any(w.startswith("unsure: no reading that the pattern") for w in texts(at.warning))

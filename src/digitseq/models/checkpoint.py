@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from digitseq.core.constants import ALPHABETS
 from digitseq.core.errors import DigitseqError, one_line
 from digitseq.core.files import atomic_write_bytes
 from digitseq.core.paths import bundled_model_dir
@@ -130,15 +131,23 @@ def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:
 
 def build(arch: str, hparams: dict, init: str | Path | None = None) -> nn.Module:
     """A new model for training; with ``init``, the weights of another run or model folder of
-    the same architecture (fine-tuning)."""
+    the same architecture (fine-tuning). A digit reader's weights start a reader of text: its
+    outputs grow by the separators' classes (their rows start fresh, the digits' are kept)."""
     try:
         model = registry.build_model(arch, **hparams)
     except (ValueError, TypeError) as e:
         raise DigitseqError(str(e)) from None
     if init:
-        state = load_state_dict(resolve(init)[0])
+        state = {k: v.float() for k, v in load_state_dict(resolve(init)[0]).items()}
+        own = model.state_dict()
+        for k, v in state.items():  # the classifier of a digit reader, for a reader of text
+            if not (k.startswith("classifier.") and k in own and v.ndim):
+                continue
+            grows, sizes = len(v) < len(own[k]), {len(v), len(own[k])}
+            if grows and own[k].shape[1:] == v.shape[1:] and sizes <= set(ALPHABETS):
+                state[k] = torch.cat([v, own[k][len(v) :]])  # the separators' rows start fresh
         try:
-            model.load_state_dict({k: v.float() for k, v in state.items()})
+            model.load_state_dict(state)
         except RuntimeError:
             raise DigitseqError(f"--init {init} does not fit {arch} {hparams}") from None
     return model
