@@ -215,3 +215,12 @@ PRESETS["bundle-cpu"] = replace(
     time_limit=140.0,
     augment=replace(PRESETS["bundle"].augment, p_marker=0.15, p_lowres=0.15),
 )
+# the separator-aware reader: the CPU recipe on the combined mix, a share of its lines formatted
+# numbers with drawn separators (amounts, dates, times, phones, IDs); fine-tuned from the digit
+# bundle with --init models/digitseq-ctc --hparams '{"alphabet": "text"}'
+PRESETS["bundle-text"] = replace(
+    PRESETS["bundle-cpu"],
+    hparams={**PRESETS["bundle-cpu"].hparams, "alphabet": "text"},
+    p_format=0.3,
+)
+
