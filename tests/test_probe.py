@@ -301,21 +301,24 @@ def test_ray_with_jobs_and_a_cluster_address_is_refused(capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_ray_engine_honours_digits(tmp_path):
-    """Before: ``--engine ray --digits 3`` read the five digits anyway."""
+def test_ray_engine_honours_digits_and_patterns(tmp_path):
+    """Before: ``--engine ray --digits 3`` read the five digits anyway. A pattern reaches the
+    cluster's readers as it does predict's."""
     ray = pytest.importorskip("ray")
     from digitseq.apps.batch import ray_engine
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        rows = list(
-            ray_engine.read([str(SAMPLES[0])], None, "onnx", False, None, False, 8, None, (3, 3))
-        )
+        sample = [str(SAMPLES[0])]
+        rows = list(ray_engine.read(sample, None, "onnx", False, None, False, 8, None, (3, 3)))
+        held = list(ray_engine.read(sample, None, "onnx", False, None, False, 8, None, None,
+                                    pattern=r"\d{3}"))  # fmt: skip
     finally:
         ray.shutdown()
     assert len(rows) == 1 and rows[0]["error"] is None
     assert rows[0]["digits"] is None or len(rows[0]["digits"]) == 3
     assert rows[0]["digits"] is not None or rows[0]["warning"].startswith("unsure")
+    assert held[0]["digits"] == rows[0]["digits"]  # the most probable 3 digits, either way
 
 
 def test_an_unreadable_folder_under_the_runs_or_models_folder_leaves_the_app_page_up(
