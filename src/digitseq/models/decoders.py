@@ -24,6 +24,7 @@ from digitseq.models import ctc_decode, ctc_pattern
 
 LINE_PAD = 32  # line widths are padded to a multiple of this: few shapes, bounded kernel caches
 UNSURE = 0.01  # a length-constrained reading below this probability is flagged, never forced
+PATTERN_BEAM = 64  # prefixes kept by the pattern search (~30 ms for a 5-digit line)
 FORMATS = tuple(ctc_pattern.FORMATS)  # the named formats a reading may be held to (--pattern)
 
 Run = Callable[[np.ndarray], np.ndarray]  # (N, 1, 28, W) float32 -> (N, ...) logits
@@ -92,7 +93,10 @@ class LineDecoder:
                  np.full_like(output[:, ctc_decode.NUM_CLASSES :], -np.inf)], axis=1,
             )  # fmt: skip
         if pattern:
-            found = ctc_pattern.decode_pattern(output, pattern, ctc_decode.alphabet_of(output))
+            # a wide beam: no completion estimate ranks the prefixes (a 3-digit reading of a
+            # 5-digit line held to \d{3}: a beam of 16 missed the most probable one)
+            alphabet = ctc_decode.alphabet_of(output)
+            found = ctc_pattern.decode_pattern(output, pattern, alphabet, beam=PATTERN_BEAM)
             d = ctc_decode.decoded(output, found.text)
         else:
             d = ctc_decode.decode(output, lo, hi)

@@ -223,4 +223,3 @@ PRESETS["bundle-text"] = replace(
     hparams={**PRESETS["bundle-cpu"].hparams, "alphabet": "text"},
     p_format=0.3,
 )
-
