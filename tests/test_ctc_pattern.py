@@ -90,3 +90,22 @@ def test_named_formats_compile_and_bad_patterns_are_one_line_errors():
         compile_pattern("(12", "0123456789")
     with pytest.raises(DigitseqError, match="logp must be"):
         decode_pattern(np.zeros((4, 5)), r"\d")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [(r"(\d{64}){64}", "asks for up to 4096"), (r"(\d+){999}", "repeats a part 999"),
+     (r"\d*1\d{15}", "too complex")],
+)  # fmt: skip
+def test_a_pattern_whose_automaton_would_be_huge_is_refused_at_once(pattern, why):
+    """Before: ``(\\d{64}){64}`` built its automaton for minutes (a request to the service
+    could hold a worker that long); an exponential one (``\\d*1\\d{15}``: 2^16 states) too."""
+    import time
+
+    from digitseq.core.errors import DigitseqError
+    from digitseq.models.ctc_pattern import compile_pattern
+
+    t0 = time.perf_counter()
+    with pytest.raises(DigitseqError, match=why):
+        compile_pattern(pattern)
+    assert time.perf_counter() - t0 < 5

@@ -41,13 +41,25 @@ CASES = [  # (path, method, generation mode, examples); GETs without parameters 
 
 
 def unexpressible(case) -> list:
-    """A range the schema's pattern cannot refuse (``digits=12-8``: A > B) is refused with 422
-    by the parser the CLI shares; the fuzzer may not call that a valid request refused."""
+    """What a schema cannot refuse is refused with 422 by the parsers the CLI shares: a range
+    with A > B (``digits=12-8``), a pattern that is no regular expression (``pattern=([``), a
+    pattern given with digits. The fuzzer may not call those valid requests refused."""
     from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-    lo, _, hi = str((case.query or {}).get("digits") or "").partition("-")
+    from digitseq.core.errors import DigitseqError
+    from digitseq.models.ctc_pattern import compile_pattern
+
+    query = case.query or {}
+    lo, _, hi = str(query.get("digits") or "").partition("-")
     reversed_range = lo.isdigit() and hi.isdigit() and int(lo) > int(hi)
-    return [positive_data_acceptance] if reversed_range else []
+    pattern, bad_pattern = query.get("pattern"), False
+    if pattern:
+        try:
+            compile_pattern(str(pattern))
+            bad_pattern = query.get("digits") is not None
+        except DigitseqError:
+            bad_pattern = True
+    return [positive_data_acceptance] if reversed_range or bad_pattern else []
 
 
 @pytest.mark.parametrize(("path", "method", "mode", "examples"), CASES)

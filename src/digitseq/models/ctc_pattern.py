@@ -11,6 +11,8 @@ blank and class i + 1 the character ``alphabet[i]``. A pattern the model cannot 
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -56,14 +58,92 @@ def resolve(pattern: str) -> str:
     return FORMATS.get(pattern, pattern)
 
 
+MAX_TEXT = 200  # characters a pattern may ask for in one line (a line holds ~170 frames)
+
+
+def check_size(pattern: str) -> None:
+    """Refuse a pattern whose automaton would be huge (``(\\d{64}){64}``: thousands of states,
+    minutes to build) before building it: every bounded part of it accepts at most MAX_TEXT
+    characters, as a line can hold no more."""
+    import re._parser as sre
+
+    try:
+        tree = sre.parse(pattern)
+    except Exception:  # noqa: BLE001 - interegular's parser gives the error message
+        return
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        hi = node.getwidth()[1] if isinstance(node, sre.SubPattern) else 0
+        if MAX_TEXT < hi < sre.MAXREPEAT:
+            raise DigitseqError(f"pattern {pattern[:40]!r} asks for up to {hi} characters: a "
+                                f"line holds at most {MAX_TEXT}")  # fmt: skip
+        items = node.data if isinstance(node, sre.SubPattern) else []
+        for _op, arg in items:
+            for part in arg if isinstance(arg, list | tuple) else [arg]:
+                if isinstance(part, sre.SubPattern):
+                    stack.append(part)
+                elif isinstance(part, list | tuple):
+                    stack.extend(x for x in part if isinstance(x, sre.SubPattern))
+        for op, arg in items:
+            if op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and MAX_TEXT < arg[1] < sre.MAXREPEAT:
+                raise DigitseqError(f"pattern {pattern[:40]!r} repeats a part {arg[1]} times: "
+                                    f"a line holds at most {MAX_TEXT} characters")  # fmt: skip
+
+
+MAX_STEPS = 10_000  # transitions followed building one automaton (the phone format: ~2,400)
+
+
+class TooComplex(Exception):
+    pass
+
+
+@contextmanager
+def bounded_crawl():
+    """Building a DFA from a regular expression can blow up exponentially (``\\d*1\\d{15}``:
+    2^16 states, and interegular's crawl is quadratic in them): while the automaton is built,
+    interegular's crawl gives up after MAX_STEPS transitions (interegular has no limit of its
+    own). A service must not spend minutes on one request's pattern."""
+    from interegular import fsm
+
+    crawl, steps = fsm.crawl, 0
+
+    def bounded(alphabet, initial, final, follow):
+        def counted(state, transition):
+            nonlocal steps
+            steps += 1
+            if steps > MAX_STEPS:
+                raise TooComplex
+            return follow(state, transition)
+
+        return crawl(alphabet, initial, final, counted)
+
+    with _CRAWL_LOCK:
+        fsm.crawl = bounded
+        try:
+            yield
+        finally:
+            fsm.crawl = crawl
+
+
+_CRAWL_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=64)
 def compile_pattern(pattern: str, alphabet: str = DIGITS) -> Automaton:
     """The DFA of ``pattern`` (a name of ``FORMATS`` or a regular expression) restricted to
     ``alphabet``. Raises DigitseqError (one line) for a pattern that does not parse."""
     import interegular
 
+    check_size(resolve(pattern))
     try:
-        fsm = interegular.parse_pattern(resolve(pattern)).to_fsm()
+        with bounded_crawl():
+            fsm = interegular.parse_pattern(resolve(pattern)).to_fsm()
+    except TooComplex:
+        raise DigitseqError(
+            f"pattern {pattern[:40]!r} is too complex (its automaton grows past "
+            f"{MAX_STEPS:,} steps): write it more simply"
+        ) from None
     except Exception as e:  # interegular raises several kinds for a bad pattern
         raise DigitseqError(f"not a valid pattern {pattern!r}: {e}") from None
     states = sorted(fsm.states)
@@ -79,8 +159,11 @@ def compile_pattern(pattern: str, alphabet: str = DIGITS) -> Automaton:
     final = np.array([s in fsm.finals for s in states])
     need = np.where(final, 0, np.iinfo(np.int64).max // 2)
     for _ in range(len(states)):  # Bellman-Ford on unit steps: fewest characters to accept
-        reach = np.array([need[row[row >= 0]].min(initial=need.max()) + 1 for row in step])
-        need = np.minimum(need, reach)
+        reach = np.where(step >= 0, need[step], need.max()).min(axis=1) + 1
+        updated = np.minimum(need, reach)
+        if np.array_equal(updated, need):
+            break
+        need = updated
     live = need < np.iinfo(np.int64).max // 2
     return Automaton(step, final, live, need, index[fsm.initial])
 
