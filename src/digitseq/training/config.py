@@ -114,9 +114,9 @@ PRESETS = {
     ),
     # make demo: a CTC reader for 1-12 digits on 2 CPU cores (mix4: spaced numbers included;
     # the people mix with redrawn and pen digits read 1.3 points fewer 5-digit seed numbers in
-    # the fp32 budget). 20 epochs take ~11 minutes with bf16; `make demo` gives it a 10-minute
+    # the fp32 budget). 20 epochs take ~11 minutes with bf16; `make demo` gives it an 11.5-minute
     # budget that its schedule anneals within, so a CPU without bf16 ends annealed after fewer
-    # numbers (fp32, bf16 off: 120k numbers, seed 97.9%)
+    # numbers (fp32, bf16 off: 149k numbers, seed 97.99%)
     "demo": TrainConfig(
         arch="ctc",
         hparams={"channels": [16, 32, 64], "hidden": 128, "context": 2, "dropout": 0.05},
