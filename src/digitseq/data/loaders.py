@@ -113,11 +113,15 @@ class LineBatches(_Batches):
     def batch(self, epoch: int, b: int):
         rng = self.rng(epoch, b)
         if self.p_format and rng.random() < self.p_format:
-            texts = formats.sample_texts(self.batch_size, rng)
-            return text_batch(formats.compose_text_lines(
-                self.images, self.labels, texts, rng, self.layout, pad_to=self.pad_to,
-                index=self.index,
-            ))  # fmt: skip
+            return formatted_batch(
+                self.images,
+                self.labels,
+                self.batch_size,
+                rng,
+                self.layout,
+                self.pad_to,
+                self.index,
+            )
         lines = compose.length_batch(
             self.images, self.labels, self.batch_size, rng, self.layout,
             self.lengths, self.pad_to, index=self.index,
@@ -139,6 +143,13 @@ def fixed_batch(images: np.ndarray, digits: np.ndarray):
 def line_batch(lines: compose.Lines):
     """A ``Lines`` batch in the common 4-tuple form."""
     return as_batch(lines.images, lines.digits, lines.lengths, lines.widths)
+
+
+def formatted_batch(images, labels, n: int, rng, layout, pad_to: int, index):
+    """n formatted numbers (``formats.sample_texts``) drawn from a digit pool, as a batch."""
+    texts = formats.sample_texts(n, rng)
+    return text_batch(formats.compose_text_lines(images, labels, texts, rng, layout,
+                                                 pad_to=pad_to, index=index))  # fmt: skip
 
 
 def text_batch(lines: formats.TextLines):
@@ -250,13 +261,10 @@ def text_set(images, labels, n: int, seed: int, layout="people", pad_to=32,
     """A fixed validation set of formatted numbers (``formats.sample_texts``) as batches."""
     rng = np.random.default_rng([seed, 1_000_033])
     index = numbers.class_index(labels)
-    out = []
-    for i in range(0, n, batch_size):
-        texts = formats.sample_texts(min(batch_size, n - i), rng)
-        lines = formats.compose_text_lines(images, labels, texts, rng, layout, pad_to=pad_to,
-                                           index=index)  # fmt: skip
-        out.append(text_batch(lines))
-    return out
+    return [
+        formatted_batch(images, labels, min(batch_size, n - i), rng, layout, pad_to, index)
+        for i in range(0, n, batch_size)
+    ]
 
 
 def split_batches(

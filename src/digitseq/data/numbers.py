@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from digitseq.core.constants import N_DIGITS
+from digitseq.core.constants import N_DIGITS, TEXT_ALPHABET
 
 PAD_LABEL = 255  # digits beyond a number's length
 PAD_INDEX = -1  # pool indices beyond a number's length
+_CHARS = np.frombuffer(TEXT_ALPHABET.encode("ascii"), np.uint8)  # label -> its character byte
 
 
 def labels_to_strings(digits: np.ndarray, lengths: np.ndarray) -> list[str]:
-    """(n, Lmax) digits + (n,) lengths -> the numbers as strings, leading zeros kept."""
+    """(n, Lmax) labels + (n,) lengths -> the numbers as strings, leading zeros kept. A label is
+    an index into ``TEXT_ALPHABET``: digits 0-9 (as every digit dataset), then the separators."""
     digits = np.asarray(digits)
     n, lmax = digits.shape
     if lmax == 0:
         return [""] * n
     keep = np.arange(lmax) < np.asarray(lengths)[:, None]
-    chars = np.where(keep, digits.astype(np.uint8) + ord("0"), 0).astype(np.uint8)
+    chars = np.where(keep, _CHARS[np.where(keep, digits, 0).astype(np.int64)], 0).astype(np.uint8)
     return [s.decode() for s in np.ascontiguousarray(chars).view(f"S{lmax}").ravel()]
 
 

@@ -71,24 +71,22 @@ def check_size(pattern: str) -> None:
         tree = sre.parse(pattern)
     except Exception:  # noqa: BLE001 - interegular's parser gives the error message
         return
-    stack = [tree]
+    stack = [tree]  # every sub-pattern of the tree (groups, branches, repeated parts)
     while stack:
         node = stack.pop()
-        hi = node.getwidth()[1] if isinstance(node, sre.SubPattern) else 0
+        hi = node.getwidth()[1]
         if MAX_TEXT < hi < sre.MAXREPEAT:
             raise DigitseqError(f"pattern {pattern[:40]!r} asks for up to {hi} characters: a "
                                 f"line holds at most {MAX_TEXT}")  # fmt: skip
-        items = node.data if isinstance(node, sre.SubPattern) else []
-        for _op, arg in items:
+        for op, arg in node.data:
+            if op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and MAX_TEXT < arg[1] < sre.MAXREPEAT:
+                raise DigitseqError(f"pattern {pattern[:40]!r} repeats a part {arg[1]} times: "
+                                    f"a line holds at most {MAX_TEXT} characters")  # fmt: skip
             for part in arg if isinstance(arg, list | tuple) else [arg]:
                 if isinstance(part, sre.SubPattern):
                     stack.append(part)
                 elif isinstance(part, list | tuple):
                     stack.extend(x for x in part if isinstance(x, sre.SubPattern))
-        for op, arg in items:
-            if op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and MAX_TEXT < arg[1] < sre.MAXREPEAT:
-                raise DigitseqError(f"pattern {pattern[:40]!r} repeats a part {arg[1]} times: "
-                                    f"a line holds at most {MAX_TEXT} characters")  # fmt: skip
 
 
 MAX_STEPS = 10_000  # transitions followed building one automaton (the phone format: ~2,400)

@@ -79,14 +79,15 @@ class TrainConfig:
 # Lines are up to 12 digits wide: rotating or zooming about the batch centre would move the ink
 # of a long line far more than that of a digit, so lines get gentler global warps.
 LINE_AUGMENT = AugmentConfig(rotation_deg=2.0, scale=0.06, shift_x=3.0, shift_y=2.0, shear=0.12)
+# the 5-digit baselines: five heads over 28x140 images of 5 digits
+FIVE_DIGITS = TrainConfig(arch="multihead", layout="mixed", lengths=(5, 5))
 
 PRESETS = {
     # seconds: for tests and smoke runs
-    "tiny": TrainConfig(
-        arch="multihead",
+    "tiny": replace(
+        FIVE_DIGITS,
         hparams={"channels": [8, 16, 32], "hidden": 128, "dropout": 0.0},
         layout="seed",
-        lengths=(5, 5),
         epochs=3,
         steps_per_epoch=60,
         batch_size=64,
@@ -144,19 +145,9 @@ PRESETS = {
         augment=replace(LINE_AUGMENT, elastic=1.0),
     ),
     # the 5-digit baselines (multihead): a demo-sized run and the former bundle
-    "multihead-demo": TrainConfig(
-        arch="multihead",
-        layout="mixed",
-        lengths=(5, 5),
-        epochs=8,
-        steps_per_epoch=440,
-        batch_size=128,
-        lr=3e-3,
-    ),
-    "multihead-bundle": TrainConfig(
-        arch="multihead",
-        layout="mixed",
-        lengths=(5, 5),
+    "multihead-demo": replace(FIVE_DIGITS, epochs=8, steps_per_epoch=440, batch_size=128, lr=3e-3),
+    "multihead-bundle": replace(
+        FIVE_DIGITS,
         hparams={"channels": [32, 64, 128], "hidden": 384, "reduce": 48},
         epochs=20,
         steps_per_epoch=600,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from digitseq.core.constants import TEXT_ALPHABET
+from digitseq.data import numbers
 from digitseq.models import ctc_decode
 from digitseq.models.devices import autocast, to_input
 from digitseq.models.inference import batched_logits
@@ -22,11 +22,8 @@ log = logging.getLogger("digitseq.training.fit")  # one logger for the run's mes
 
 
 def true_strings(labels, lengths) -> list[str]:
-    """(N, L) labels (alphabet indices: digits 0-9, then separators) -> the true strings."""
-    return [
-        "".join(TEXT_ALPHABET[c] for c in row[:n])
-        for row, n in zip(labels.tolist(), lengths.tolist(), strict=True)
-    ]
+    """(N, L) label tensors (alphabet indices: digits 0-9, then separators) -> the strings."""
+    return numbers.labels_to_strings(labels.cpu().numpy(), lengths.cpu().numpy())
 
 
 # --- one epoch, validation ----------------------------------------------------------------------
