@@ -235,6 +235,43 @@ def test_distill_loss_is_the_kl_to_the_teacher_over_real_frames():
     assert float(distill_loss(moved, teacher, lengths, frames)) < float(loss)
 
 
+def test_a_teacher_teaches_only_the_lines_it_reads_right():
+    """The KL counts only the kept numbers (the teacher's errors are not learned), and a teacher
+    of digits teaches a reader of text: its separators get no mass, so a student that puts
+    mass there pays for it."""
+    from digitseq.models.ctc import distill_loss, line_distill
+
+    gen = torch.Generator().manual_seed(1)
+    teacher, student = torch.randn(2, 8, 11, generator=gen), torch.randn(2, 8, 11, generator=gen)
+    lengths, frames = torch.tensor([2, 2]), torch.tensor([8, 8])
+    both = distill_loss(student, teacher, lengths, frames)
+    first = distill_loss(student, teacher, lengths, frames, torch.tensor([True, False]))
+    second = distill_loss(student, teacher, lengths, frames, torch.tensor([False, True]))
+    assert float(first) > 0 and float(second) > 0
+    assert float(first) + float(second) == pytest.approx(float(both))
+
+    # a reader of text (20 classes) that copies the digit teacher and leaves the separators
+    # at -inf is at KL 0; one that puts mass on the separators is not
+    text = torch.cat([teacher, torch.full((2, 8, 9), -1e4)], -1)
+    assert float(distill_loss(text, teacher, lengths, frames)) == pytest.approx(0, abs=1e-5)
+    text[..., 11:] = teacher.max(-1, keepdim=True).values
+    assert float(distill_loss(text, teacher, lengths, frames)) > 0.5
+    with pytest.raises(ValueError, match="cannot teach a reader of digits"):
+        distill_loss(teacher, text, lengths, frames)
+
+    # line_distill keeps a line when the teacher's greedy reading is its label: teacher frames
+    # that spell "12" (blank 1 blank 2 blank ...), truth "12" for the first line, "13" for the
+    # second
+    spell = torch.full((2, 8, 11), -9.0)
+    spell[:, :, 0] = 9.0
+    spell[:, 1, 0], spell[:, 1, 2] = -9.0, 9.0
+    spell[:, 3, 0], spell[:, 3, 3] = -9.0, 9.0
+    widths = torch.tensor([32, 32])  # 8 frames each
+    kept = line_distill(student, spell, lengths, widths, ["12", "13"])
+    only_first = distill_loss(student, spell, lengths, frames, torch.tensor([True, False]))
+    assert float(kept) == pytest.approx(float(only_first))
+
+
 def test_a_reader_distilled_from_a_teacher_moves_toward_it(tmp_path, bundled_model_dir):
     """The same tiny run with and without the bundled reader as teacher: the distilled one's
     frame posteriors on val numbers are closer to the teacher's, and its config names it."""
@@ -266,6 +303,21 @@ def test_a_reader_distilled_from_a_teacher_moves_toward_it(tmp_path, bundled_mod
             for name in ("plain", "taught")
         }
     assert kl["taught"] < 0.8 * kl["plain"], kl
+
+
+def test_a_reader_of_text_learns_from_a_digit_teacher(tmp_path, bundled_model_dir, capsys):
+    common = ["-q", "train", "--preset", "text-tiny", "--epochs", "1", "--steps-per-epoch", "4",
+              "--val-size", "32"]  # fmt: skip
+    taught = tmp_path / "taught"
+    argv = [*common, "--teacher", str(bundled_model_dir), "--out", str(taught)]
+    assert main.main(argv) == 0
+    cfg = json.loads((taught / "config.json").read_text())
+    assert cfg["model"]["hparams"]["alphabet"] == "text"
+    argv = ["train", "--preset", "ctc-tiny", "--teacher", str(taught), "--out",
+            str(tmp_path / "digits")]  # fmt: skip
+    capsys.readouterr()  # the first run's output
+    code = main.main(argv)
+    assert_one_line_error(code, capsys.readouterr().err, "cannot teach a reader of digits")
 
 
 def test_a_teacher_must_be_a_ctc_reader(tmp_path, bundled_model_dir, capsys):

@@ -153,14 +153,18 @@ def build(arch: str, hparams: dict, init: str | Path | None = None) -> nn.Module
     return model
 
 
-def load_teacher(path: str | Path, arch: str) -> nn.Module:
-    """The frozen teacher of a distillation run for a student of ``arch`` (raw logits: its
-    calibration is not applied)."""
+def load_teacher(path: str | Path, arch: str, hparams: dict) -> nn.Module:
+    """The frozen teacher of a distillation run for a student of ``arch`` and ``hparams`` (raw
+    logits: its calibration is not applied). A reader of digits can teach a reader of text, not
+    the other way round."""
     if registry.head(arch).distill is None:
         raise DigitseqError("--teacher distils CTC readers only, with --distill > 0")
     teacher, tcfg = load_model(path)
     if registry.head(tcfg["model"]["arch"]).distill is None:
         raise DigitseqError(f"--teacher {path} is not a CTC line reader")
+    taught = registry.model_hparams(arch, **hparams).get("alphabet", "digits")
+    if tcfg["model"].get("hparams", {}).get("alphabet", "digits") == "text" != taught:
+        raise DigitseqError(f"--teacher {path} reads text: it cannot teach a reader of digits")
     teacher = unwrap(teacher).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)

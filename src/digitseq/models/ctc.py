@@ -90,15 +90,25 @@ def ctc_loss(logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor,
     )
 
 
-def distill_loss(logits, teacher_logits, lengths, frames) -> torch.Tensor:
+def distill_loss(logits, teacher_logits, lengths, frames, keep=None) -> torch.Tensor:
     """Knowledge distillation on the frame grid: each number's KL(teacher || student) summed
-    over its real frames, per true digit (the scale of ``ctc_loss``), averaged over the batch.
-    Teacher and student must share the frame grid (every ``ctc`` reader and ensemble does)."""
-    s = F.log_softmax(logits.float(), dim=-1)
+    over its real frames, per true digit (the scale of ``ctc_loss``), averaged over the batch;
+    with ``keep`` (N,) bools only the kept numbers count (the others add 0). Teacher and student
+    share the frame grid (every ``ctc`` reader and ensemble does); a teacher of digits teaches a
+    reader of text: it gives the separators no mass."""
+    extra = logits.shape[-1] - teacher_logits.shape[-1]
+    if extra < 0:
+        raise ValueError("a teacher of text cannot teach a reader of digits")
     t = F.log_softmax(teacher_logits.float(), dim=-1)
+    if extra:
+        t = F.pad(t, (0, extra), value=-1e4)  # exp() is 0: no mass on the separators
+    s = F.log_softmax(logits.float(), dim=-1)
     kl = (t.exp() * (t - s)).sum(-1)  # (N, T)
     real = torch.arange(kl.shape[1], device=kl.device)[None, :] < frames[:, None]
-    return ((kl * real).sum(1) / lengths.clamp(min=1)).mean()
+    per_number = (kl * real).sum(1) / lengths.clamp(min=1)
+    if keep is not None:
+        per_number = per_number * keep.to(per_number.dtype)
+    return per_number.mean()
 
 
 def greedy_strings(logits: torch.Tensor, frames: torch.Tensor | None = None) -> list[str]:
@@ -122,5 +132,11 @@ def line_strings(logits, widths) -> list[str]:
     return greedy_strings(logits, frame_counts(widths))
 
 
-def line_distill(logits, teacher_logits, lengths, widths) -> torch.Tensor:
-    return distill_loss(logits, teacher_logits, lengths, frame_counts(widths))
+def line_distill(logits, teacher_logits, lengths, widths, truth) -> torch.Tensor:
+    """The KL to the teacher's frames on the lines the teacher reads right (``truth``: the
+    true strings): where it is wrong its posteriors are not learned."""
+    frames = frame_counts(widths)
+    teacher_logits = teacher_logits.float()
+    read = greedy_strings(teacher_logits, frames)
+    keep = torch.tensor([r == t for r, t in zip(read, truth, strict=True)], device=logits.device)
+    return distill_loss(logits, teacher_logits, lengths, frames, keep)

@@ -22,7 +22,7 @@ class Head:
     lines: bool  # trained on lines of any width (else 28x140 images of 5 digits)
     loss: Callable  # (logits, digits, lengths, widths, label_smoothing=0.0) -> mean loss, fp32
     strings: Callable  # (logits, widths) -> the greedy readings, digit strings
-    distill: Callable | None  # (logits, teacher_logits, lengths, widths) -> KL; None: cannot
+    distill: Callable | None  # (logits, teacher_logits, lengths, widths, truth) -> KL; None: cannot
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}

@@ -66,7 +66,7 @@ def fit(
     if cfg.teacher:
         if cfg.distill <= 0:
             raise DigitseqError("--teacher distils CTC readers only, with --distill > 0")
-        teacher = checkpoint.load_teacher(cfg.teacher, cfg.arch)
+        teacher = checkpoint.load_teacher(cfg.teacher, cfg.arch, cfg.hparams)
         teacher = teacher.to(dev, memory_format=torch.channels_last)
 
     # optimizer, schedule (over steps, or over the time budget), EMA, augmentation generator

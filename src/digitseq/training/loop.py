@@ -35,7 +35,7 @@ def train_one_epoch(
 ):  # fmt: skip
     """One pass over ``loader`` (stopped early when the ``budget`` clock runs out) with the
     ``head``'s loss; with a ``teacher`` (a CTC reader on the same frame grid) the loss adds
-    ``distill`` times the KL from its frame posteriors on the same augmented lines."""
+    ``distill`` times the KL from its frame posteriors on the augmented lines it reads right."""
     model.train()
     tot_loss = right = errors = chars = n = 0
     t0 = time.perf_counter()
@@ -46,10 +46,11 @@ def train_one_epoch(
         with autocast(dev, precision):
             logits = model(x)  # (B, 5, 10) or (B, T, 11)
         loss = head.loss(logits, digits, lengths, on_dev, label_smoothing)
+        truth = true_strings(digits, lengths)
         if teacher is not None:
             with torch.no_grad(), autocast(dev, precision):
                 soft = teacher(x)
-            loss = loss + distill * head.distill(logits, soft, lengths, on_dev)
+            loss = loss + distill * head.distill(logits, soft, lengths, on_dev, truth)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -57,7 +58,6 @@ def train_one_epoch(
         if ema is not None:
             ema.update()
         with torch.no_grad():
-            truth = true_strings(digits, lengths)
             hits, e, c = ctc_decode.score(head.strings(logits, widths), truth)
             r, b = int(hits.sum()), len(img)
             tot_loss += loss.item() * b
