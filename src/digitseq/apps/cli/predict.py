@@ -65,7 +65,12 @@ def add_parser(sub) -> None:
         default=64,
         help="images per model batch, and per worker chunk (more: more memory, 256 ~ +0.5 GB)",
     )
-    batch = p.add_argument_group("many files")
+    add_batch_arguments(p.add_argument_group("many files"))
+    p.set_defaults(handler=run)
+
+
+def add_batch_arguments(batch) -> None:
+    """The options for reading many files: processes, inputs, resumable output, engine."""
     batch.add_argument(
         "--jobs", "-j", type=positive_int,
         help="processes that decode and preprocess (default: every core; with --engine ray, "
@@ -87,7 +92,6 @@ def add_parser(sub) -> None:
         "--engine", choices=["local", "ray"], default="local",
         help="local processes, or Ray Data (a local cluster, or RAY_ADDRESS's)",
     )  # fmt: skip
-    p.set_defaults(handler=run)
 
 
 def check(args: argparse.Namespace) -> str:

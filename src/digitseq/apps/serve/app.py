@@ -8,27 +8,26 @@ preprocessed on a thread pool; the model inputs of concurrent requests are batch
 Limits (413 / 415 / 422 / 503) are checked before any work is done; no answer is ever a 500
 with a traceback. Settings come from ``DIGITSEQ_SERVE_*`` environment variables (see
 ``ServeSettings``), so every uvicorn worker process builds the same app.
+
+This module holds the app and its routes; ``settings`` the settings, ``uploads`` the request's
+images, ``errors`` the error answers, ``schema`` the documented shapes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
 
 from fastapi import FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
 from digitseq import __version__
 from digitseq.apps.serve import batching
+from digitseq.apps.serve.errors import ApiError, install_error_handlers
 from digitseq.apps.serve.schema import (
     DESCRIPTION,
     MIN_CONFIDENCE_DOC,
@@ -38,192 +37,14 @@ from digitseq.apps.serve.schema import (
     model_answer,
     read_request_body,
 )
+from digitseq.apps.serve.settings import SUPERVISOR_ENV, ServeSettings
+from digitseq.apps.serve.uploads import header_pixels, uploads_from_request
 from digitseq.core.errors import DigitseqError
 from digitseq.reading.predictor import parse_digits
 
 log = logging.getLogger("digitseq.apps.serve.app")
-MB = 1024 * 1024
-RAW_TYPES = ("image/", "application/octet-stream")
 SICK = 3  # forward passes failed in a row: /healthz answers 503
 DIGITS_FORM = r"^([1-9]|[1-5][0-9]|6[0-4])(-([1-9]|[1-5][0-9]|6[0-4]))?$"  # N or A-B, 1..64
-SUPERVISOR_ENV = "DIGITSEQ_SUPERVISOR_PID"  # set by `digitseq serve --workers N` for its workers
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """Service settings; each field ``name`` is read from ``DIGITSEQ_SERVE_<NAME>``."""
-
-    model: str | None = None  # run folder / weights; None = the bundled model
-    backend: str = "onnx"  # onnxruntime, or "torch"
-    max_batch: int = 64  # images per forward pass; 1 turns batching off
-    max_wait_ms: float = 5.0  # how long the batcher waits for more images
-    max_files: int = 32  # files per request
-    max_file_mb: float = 10.0  # bytes per file
-    max_body_mb: float = 64.0  # bytes per request
-    max_request_mp: float = 200.0  # decoded megapixels per request (from the image headers)
-    timeout_s: float = 15.0  # a request that takes longer gets 503
-    max_queue: int = 4096  # images waiting for the model before new requests get 503
-    threads: int = 2  # decode/preprocess threads
-    request_threads: int = 1  # of those, how many one request may use at once
-    torch_threads: int = 0  # torch threads; 0: left alone (the CLI picks half the cores)
-    max_header_kb: float = 64.0  # request line + headers (431 above)
-    max_headers: int = 100  # header lines (431 above)
-    header_timeout_s: float = 10.0  # to receive a request's headers (408 and close after)
-    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
-    max_connections: int = 1000  # open connections; over it the slowest waiting one is closed
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> ServeSettings:
-        env = os.environ if environ is None else environ
-        values = {}
-        for f in fields(cls):
-            text = env.get(f"DIGITSEQ_SERVE_{f.name.upper()}")
-            if text is None or text == "":
-                continue
-            kind = str if f.default is None else type(f.default)  # int, float or str
-            try:
-                values[f.name] = kind(text)
-            except ValueError:
-                raise DigitseqError(
-                    f"DIGITSEQ_SERVE_{f.name.upper()}={text!r} is not a valid {kind.__name__}"
-                ) from None
-        return cls(**values).checked()
-
-    def checked(self) -> ServeSettings:
-        """Every setting finite and in its range, else one line naming it (at startup)."""
-        if self.backend not in ("torch", "onnx"):
-            raise DigitseqError(
-                f"serve setting backend must be torch or onnx, not {self.backend!r}"
-            )
-        for name, (low, high) in RANGES.items():
-            value = getattr(self, name)
-            if not (
-                isinstance(value, int | float) and math.isfinite(value) and low <= value <= high
-            ):
-                raise DigitseqError(
-                    f"DIGITSEQ_SERVE_{name.upper()}={value!r}: serve setting {name} must be "
-                    f"a finite number from {low:g} to {high:g}"
-                )
-        if self.request_threads > self.threads:
-            raise DigitseqError(
-                f"DIGITSEQ_SERVE_REQUEST_THREADS={self.request_threads} is more than "
-                f"DIGITSEQ_SERVE_THREADS={self.threads}"
-            )
-        return self
-
-    def to_env(self) -> dict[str, str]:
-        return {
-            f"DIGITSEQ_SERVE_{f.name.upper()}": str(getattr(self, f.name))
-            for f in fields(self)
-            if getattr(self, f.name) is not None
-        }
-
-
-RANGES = {  # setting -> (lowest, highest) allowed value
-    "max_batch": (1, 4096),
-    "max_wait_ms": (0, 10_000),
-    "max_files": (1, 1024),
-    "max_file_mb": (0.001, 1024),
-    "max_body_mb": (0.001, 4096),
-    "max_request_mp": (0.001, 100_000),
-    "timeout_s": (0.001, 3600),
-    "max_queue": (1, 1_000_000),
-    "threads": (1, 256),
-    "request_threads": (1, 256),
-    "torch_threads": (0, 1024),
-    "max_header_kb": (1, 1024),
-    "max_headers": (1, 10_000),
-    "header_timeout_s": (0.001, 3600),
-    "keep_alive_s": (0.001, 3600),
-    "max_connections": (1, 1_000_000),
-}
-
-
-class ApiError(Exception):
-    """An answer other than 200: status code and one line for the caller."""
-
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status, self.detail = status, detail
-
-
-# --- reading images -------------------------------------------------------------------------
-
-
-def prepare(data: bytes, line: bool = True):
-    """Bytes of one upload -> a Reading holding the model input or the file's error.
-    ``preprocess`` checks the pixel count from the header before decoding (bombs)."""
-    from digitseq.reading import predictor as reader
-
-    try:
-        return reader.prepare(data, line=line)
-    except Exception as e:  # noqa: BLE001 - a decoder failure is that file's error, not a 500
-        log.info("preprocessing failed: %s: %s", type(e).__name__, e)
-        return reader.Reading(error="could not decode the image")
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"request body over the limit of {limit / MB:g} MB")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body over the limit of {limit / MB:g} MB")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def uploads_from_request(
-    request: Request, s: ServeSettings
-) -> list[tuple[str | None, bytes]]:
-    """[(file name, bytes)] from a multipart form (field ``files``) or a raw image body."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    max_file = int(s.max_file_mb * MB)
-    if media.startswith(RAW_TYPES):
-        body = await read_body(request, min(max_file, int(s.max_body_mb * MB)))
-        return [(None, body)]
-    if media != "multipart/form-data":
-        raise ApiError(
-            415,
-            "send images as multipart/form-data (field 'files') or one raw body with an "
-            f"image/* content type, not {media or 'no content type'!r}",
-        )
-    body = await read_body(request, int(s.max_body_mb * MB))
-
-    async def replay():
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    # Without "app" in the scope starlette raises its parser errors instead of a bare 400.
-    scope = {k: v for k, v in request.scope.items() if k != "app"}
-    form_request = Request(scope, replay)
-    try:
-        form = await form_request.form(
-            max_files=s.max_files, max_fields=s.max_files + 16, max_part_size=max_file
-        )
-    except MultiPartException as e:
-        if "Too many" in e.message or "exceeded" in e.message:
-            raise ApiError(413, f"too many files or fields: at most {s.max_files} files") from None
-        raise ApiError(422, f"malformed multipart body: {e.message}") from None
-    try:
-        parts = form.getlist("files")
-        if not parts:
-            raise ApiError(422, "no images: send them as multipart field 'files'")
-        if len(parts) > s.max_files:
-            raise ApiError(413, f"{len(parts)} files: at most {s.max_files} per request")
-        uploads = []
-        for part in parts:
-            if isinstance(part, str):  # a text field (a part without a filename) is no image
-                raise ApiError(422, "field 'files' must hold file uploads, not text")
-            data = await part.read(max_file + 1)
-            if len(data) > max_file:
-                raise ApiError(413, f"{part.filename!r} is over the limit of {s.max_file_mb:g} MB")
-            uploads.append((part.filename, data))
-        return uploads
-    finally:
-        await form.close()
 
 
 # --- the app --------------------------------------------------------------------------------
@@ -232,9 +53,27 @@ async def uploads_from_request(
 def create_app(settings: ServeSettings | None = None, predictor=None) -> FastAPI:
     """The ASGI app; the model loads in the lifespan (once per worker) unless one is given."""
     s = (settings or ServeSettings()).checked()
+    app = FastAPI(
+        title="digitseq",
+        version=__version__,
+        summary="Read handwritten numbers of any length.",
+        description=DESCRIPTION,
+        lifespan=lifespan(s, predictor),
+        docs_url=None,  # served below from local assets: FastAPI's default loads a CDN
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    install_docs(app)
+    add_read_route(app, s)
+    add_status_routes(app, s)
+    return app
+
+
+def lifespan(s: ServeSettings, predictor=None):
+    """Load the model (unless given), start the batcher and the decode pool; stop them after."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def run(app: FastAPI):
         from digitseq.reading import predictor as reader
 
         release_freed_memory_eagerly()
@@ -258,17 +97,28 @@ def create_app(settings: ServeSettings | None = None, predictor=None) -> FastAPI
             await batcher.stop()
             pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(
-        title="digitseq",
-        version=__version__,
-        summary="Read handwritten numbers of any length.",
-        description=DESCRIPTION,
-        lifespan=lifespan,
-        docs_url=None,  # served below from local assets: FastAPI's default loads a CDN
-        redoc_url=None,
-    )
-    install_error_handlers(app)
-    install_docs(app)
+    return run
+
+
+def release_freed_memory_eagerly() -> None:
+    """Serve big allocations (decoded images) from mmap and give them back when freed.
+
+    glibc raises its mmap threshold after the first big free, so later decoded images come from
+    the heap, whose freed space stays in the process: RSS climbed from 345 MB to a ~1 GB plateau
+    after a few big uploads. A fixed 1 MiB threshold returns each image's memory to the system
+    as soon as it is freed. No-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def add_read_route(app: FastAPI, s: ServeSettings) -> None:
+    """POST /v1/read: the images' readings, or one error line."""
 
     @app.post(
         "/v1/read",
@@ -314,6 +164,10 @@ def create_app(settings: ServeSettings | None = None, predictor=None) -> FastAPI
             return Response(status_code=499)
         return JSONResponse({"results": results})
 
+
+def add_status_routes(app: FastAPI, s: ServeSettings) -> None:
+    """GET /v1/model (what reads) and GET /healthz (whether it reads)."""
+
     @app.get("/v1/model", summary="The model behind the service", response_model=ModelInfo)
     async def get_model(request: Request) -> dict:
         return model_answer(request.app.state.predictor.info, s)
@@ -334,7 +188,40 @@ def create_app(settings: ServeSettings | None = None, predictor=None) -> FastAPI
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    return app
+
+def install_docs(app: FastAPI) -> None:
+    """/docs: Swagger UI from the pinned ``swagger-ui-bundle`` package, so the page works with
+    no internet access and loads no third-party script."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="digitseq - API docs",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
+
+
+# --- reading images -------------------------------------------------------------------------
+
+
+def prepare(data: bytes, line: bool = True):
+    """Bytes of one upload -> a Reading holding the model input or the file's error.
+    ``preprocess`` checks the pixel count from the header before decoding (bombs)."""
+    from digitseq.reading import predictor as reader
+
+    try:
+        return reader.prepare(data, line=line)
+    except Exception as e:  # noqa: BLE001 - a decoder failure is that file's error, not a 500
+        log.info("preprocessing failed: %s: %s", type(e).__name__, e)
+        return reader.Reading(error="could not decode the image")
 
 
 async def read_images(request: Request, s: ServeSettings, min_confidence, digits=None,
@@ -373,43 +260,6 @@ async def read_images(request: Request, s: ServeSettings, min_confidence, digits
     return [r.to_json(include_abstained=min_confidence is not None) for r in readings]
 
 
-def install_docs(app: FastAPI) -> None:
-    """/docs: Swagger UI from the pinned ``swagger-ui-bundle`` package, so the page works with
-    no internet access and loads no third-party script."""
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.staticfiles import StaticFiles
-    from swagger_ui_bundle import swagger_ui_path
-
-    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs():
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url,
-            title="digitseq - API docs",
-            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs/assets/swagger-ui.css",
-            swagger_favicon_url="/docs/assets/favicon-32x32.png",
-        )
-
-
-def release_freed_memory_eagerly() -> None:
-    """Serve big allocations (decoded images) from mmap and give them back when freed.
-
-    glibc raises its mmap threshold after the first big free, so later decoded images come from
-    the heap, whose freed space stays in the process: RSS climbed from 345 MB to a ~1 GB plateau
-    after a few big uploads. A fixed 1 MiB threshold returns each image's memory to the system
-    as soon as it is freed. No-op off glibc."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
 class ClientGone(Exception):
     """The client disconnected while its images were being read."""
 
@@ -435,55 +285,8 @@ async def until_disconnected(request: Request, coro):
     return work.result()
 
 
-def header_pixels(datas: list[bytes]) -> int:
-    """Pixels the images claim in their headers (no decoding); unreadable ones count 0 and get
-    their own error later."""
-    import io
-
-    from PIL import Image
-
-    total = 0
-    for data in datas:
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                total += im.width * im.height
-        except Exception:  # noqa: BLE001, S112 - an unreadable header is that file's error
-            continue
-    return total
-
-
 def client_address(request: Request) -> str:
     return f"{request.client.host}:{request.client.port}" if request.client else "?"
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Every error is ``{"detail": one line}``: no tracebacks, no 500 with internals."""
-
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError):
-        headers = {"Retry-After": "1"} if exc.status == 503 else None
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):
-        msgs = []
-        for err in exc.errors()[:3]:
-            where = ".".join(str(x) for x in err.get("loc", ())[1:]) or "request"
-            msgs.append(f"{where}: {err.get('msg', 'invalid')}")
-        return JSONResponse({"detail": "; ".join(msgs) or "invalid request"}, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse(
-            {"detail": str(exc.detail)},
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):
-        log.error("unexpected %s on %s: %s", type(exc).__name__, request.url.path, exc)
-        return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)
 
 
 # --- command line ---------------------------------------------------------------------------

@@ -11,7 +11,6 @@ store, and what a session holds is capped (MAX_READINGS images, MAX_SESSION_MB o
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from digitseq.apps.webapp.sources import SAMPLES_DIR, sample_labels, test_pool
 from digitseq.apps.webapp.view import (
     LOW_CONFIDENCE,
     MAX_DIGITS,
@@ -39,12 +39,9 @@ from digitseq.core.errors import DigitseqError, one_line
 from digitseq.reading import preprocess
 from digitseq.reading.predictor import FORMATS, Predictor, Reading
 
-SAMPLES_DIR = Path(__file__).resolve().parents[4] / "examples" / "seed-samples"
 MAX_UPLOAD_MB = 10  # per file; the uploader refuses larger files, upload_ui double-checks
 MAX_READINGS = 50  # images kept per session, newest first
 MAX_SESSION_MB = 48  # gray copies + thumbnails + model inputs kept per session
-TEST_POOL_SIZE = 300  # numbers composed on the fly when there is no stored dataset
-TEST_LENGTHS = (1, 8)  # lengths of the test numbers offered to a reader of any length
 CANVAS_W, CANVAS_H, STROKE = 840, 140, 14
 MAX_FIGURES = 14  # model-card figures listed in the sidebar
 
@@ -57,43 +54,7 @@ def load_predictor(path: str) -> Predictor:
     return Predictor.load(path)
 
 
-# --- sources of images ------------------------------------------------------------------------
-
-
-@st.cache_resource(show_spinner="Preparing test numbers…", max_entries=2)
-def test_pool(only: tuple[int, int] | None) -> tuple[list[np.ndarray], list[str], str]:
-    """(images (28, W) uint8, their numbers, where they come from): numbers of TEST_LENGTHS
-    digits, or of the ``only`` lengths a model reads (the stored test split, when there is one)."""
-    from digitseq.data import compose, mnist, storage
-
-    if only is not None:
-        dataset = paths.default_dataset_dir()
-        if (dataset / "manifest.json").is_file():
-            try:
-                split = storage.load_split(dataset, "test")
-                labels = ["".join(map(str, row)) for row in split.labels]
-                return list(split.images), labels, f"the test split of {dataset}"
-            except DigitseqError:
-                pass  # unusable dataset: compose numbers instead
-    images, labels, _ = mnist.split_pool(mnist.load(), "test")
-    lengths = only or TEST_LENGTHS
-    lines = compose.generate(images, labels, TEST_POOL_SIZE, np.random.default_rng(0),
-                             lengths=lengths)  # fmt: skip
-    pictures = [img[:, :w] for img, w in zip(lines.images, lines.widths, strict=True)]
-    lo, hi = lengths
-    what = f"{lo}-{hi}-digit" if lo != hi else f"{lo}-digit"
-    return pictures, lines.strings, f"{TEST_POOL_SIZE} {what} numbers from MNIST test digits"
-
-
-@st.cache_data
-def sample_labels() -> dict[str, str]:
-    """The example images' file names -> their true numbers."""
-    path = SAMPLES_DIR / "labels.csv"
-    if not path.is_file():
-        return {}
-    with path.open(newline="") as f:
-        rows = {r["file"]: r["label"].zfill(5) for r in csv.DictReader(f)}
-    return dict(sorted(rows.items(), key=lambda kv: (len(kv[0]), kv[0])))
+# --- the session's images ---------------------------------------------------------------------
 
 
 def add_entry(name: str, source, truth: str | None = None, error: str | None = None) -> None:
