@@ -99,16 +99,23 @@ def read_tta(model, lines: compose.Lines) -> list[str]:
 def average_weights(models: list[torch.nn.Module], weights=None) -> torch.nn.Module:
     """One model whose floating-point weights and buffers are the members' (weighted) mean (a
     "soup": the members must share an architecture and a starting point, e.g. a run and its
-    fine-tune)."""
+    fine-tune). A reader of digits and its fine-tune into a reader of text mix too: the rows
+    of the separators, which the digit reader lacks, are the text reader's own."""
     members = [checkpoint.unwrap(m) for m in models]
     w = torch.tensor(weights or [1.0] * len(members), dtype=torch.float32)
     w = w / w.sum()
-    soup = copy.deepcopy(members[0])
     states = [m.state_dict() for m in members]
+    widest = max(range(len(members)), key=lambda i: sum(v.numel() for v in states[i].values()))
+    full = states[widest]
+
+    def grown(s: dict, k: str) -> torch.Tensor:  # rows a member lacks: the widest member's
+        return torch.cat([s[k], full[k][len(s[k]) :]]).float() if s[k].ndim else s[k].float()
+
+    soup = copy.deepcopy(members[widest])
     soup.load_state_dict({
-        k: torch.einsum("m,m...->...", w, torch.stack([s[k].float() for s in states]))
+        k: torch.einsum("m,m...->...", w, torch.stack([grown(s, k) for s in states]))
         if v.is_floating_point() else v
-        for k, v in states[0].items()
+        for k, v in full.items()
     })  # fmt: skip
     return soup.eval()
 

@@ -34,6 +34,7 @@ class DataSpec:
     p_font: float = 0.0
     p_pen: float = 0.0
     p_format: float = 0.0  # share of batches of formatted numbers (a reader of text only)
+    text: bool = False  # the reader reads text (digits and separators), not digits alone
     batch_size: int = 128
     steps: int = 500  # batches per epoch
     val_size: int = 5000
@@ -47,6 +48,8 @@ def training_data(spec: DataSpec, rank: int = 0, world: int = 1, mnist_dir=None)
         raise DigitseqError(
             "p_drawn, p_font and p_pen must be >= 0 and sum to under 1, with on-the-fly numbers"
         )
+    if spec.p_format and not spec.text:
+        raise DigitseqError('--p-format needs a reader of text (hparams alphabet "text")')
     if spec.p_format and (spec.data or not spec.lines or not 0 < spec.p_format < 1):
         raise DigitseqError("p_format must be in (0, 1), for a line reader on on-the-fly numbers")
     if spec.data:

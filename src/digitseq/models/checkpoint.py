@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -16,9 +17,11 @@ from torch import nn
 
 from digitseq.core.constants import ALPHABETS
 from digitseq.core.errors import DigitseqError, one_line
-from digitseq.core.files import atomic_write_bytes
+from digitseq.core.files import atomic_write_bytes, write_csv, write_json
 from digitseq.core.paths import bundled_model_dir
 from digitseq.models import registry
+
+log = logging.getLogger("digitseq.training.fit")  # a training run's messages
 
 
 def atomic_torch_save(obj, path: Path) -> None:
@@ -129,10 +132,11 @@ def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:
     return model, cfg
 
 
-def build(arch: str, hparams: dict, init: str | Path | None = None) -> nn.Module:
-    """A new model for training; with ``init``, the weights of another run or model folder of
-    the same architecture (fine-tuning). A digit reader's weights start a reader of text: its
-    outputs grow by the separators' classes (their rows start fresh, the digits' are kept)."""
+def build(arch: str, hparams: dict, init: str | Path | None = None, dev=None) -> nn.Module:
+    """A new model for training (on ``dev``, channels last); with ``init``, the weights of
+    another run or model folder of the same architecture (fine-tuning). A digit reader's weights
+    start a reader of text: its outputs grow by the separators' classes (their rows start fresh,
+    the digits' are kept)."""
     try:
         model = registry.build_model(arch, **hparams)
     except (ValueError, TypeError) as e:
@@ -150,25 +154,27 @@ def build(arch: str, hparams: dict, init: str | Path | None = None) -> nn.Module
             model.load_state_dict(state)
         except RuntimeError:
             raise DigitseqError(f"--init {init} does not fit {arch} {hparams}") from None
-    return model
+    return model if dev is None else model.to(dev, memory_format=torch.channels_last)
 
 
-def load_teacher(path: str | Path, arch: str, hparams: dict) -> nn.Module:
-    """The frozen teacher of a distillation run for a student of ``arch`` and ``hparams`` (raw
-    logits: its calibration is not applied). A reader of digits can teach a reader of text, not
-    the other way round."""
-    if registry.head(arch).distill is None:
+def load_teacher(path: str | Path | None, arch: str, hparams: dict, distill: float, dev):
+    """The frozen teacher of a distillation run (weight ``distill``) for a student of ``arch``
+    and ``hparams``, on ``dev`` (raw logits: its calibration is not applied); None without a
+    ``path``. A reader of digits can teach a reader of text, not the other way round."""
+    if not path:
+        return None
+    if registry.head(arch).distill is None or distill <= 0:
         raise DigitseqError("--teacher distils CTC readers only, with --distill > 0")
     teacher, tcfg = load_model(path)
     if registry.head(tcfg["model"]["arch"]).distill is None:
         raise DigitseqError(f"--teacher {path} is not a CTC line reader")
-    taught = registry.model_hparams(arch, **hparams).get("alphabet", "digits")
-    if tcfg["model"].get("hparams", {}).get("alphabet", "digits") == "text" != taught:
+    taught = registry.reads_text(arch, hparams)
+    if registry.reads_text(tcfg["model"]["arch"], tcfg["model"].get("hparams", {})) and not taught:
         raise DigitseqError(f"--teacher {path} reads text: it cannot teach a reader of digits")
     teacher = unwrap(teacher).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    return teacher
+    return teacher.to(dev, memory_format=torch.channels_last)
 
 
 def save_state(out: Path, model, opt, sched, ema, gen, epoch: int, best: float, seconds: float):
@@ -185,6 +191,53 @@ def save_state(out: Path, model, opt, sched, ema, gen, epoch: int, best: float, 
     if ema is not None:
         state["ema"] = ema.state_dict()
     atomic_torch_save(state, out / "last.pth")
+
+
+def begin(out: Path, resume: bool, main: bool, state: tuple, dev) -> tuple[int, float, float, list]:
+    """(first epoch, best val accuracy, seconds of the time budget spent, history) of a new run,
+    or of a resumed one with its ``state`` (model, optimizer, schedule, EMA, generator) restored
+    from last.pth. A new run refuses a folder that holds one."""
+    resume = resumable(out, resume)
+    if main and not resume and (out / "last.pth").is_file():
+        raise DigitseqError(f"{out} already holds a run (use --resume, or another --out)")
+    if not resume:
+        return 0, -1.0, 0.0, []
+    start, best, seconds = restore_state(out, *state, dev)
+    return start, best, seconds, json.loads((out / "history.json").read_text())[:start]
+
+
+def resumable(out: Path, resume: bool) -> bool:
+    """Whether the run continues: ``resume`` asked and a checkpoint to continue from (a run
+    killed before its first epoch saved none: it starts over)."""
+    started = (out / "last.pth").is_file()
+    if resume and not started and not (out / "config.json").is_file():
+        raise DigitseqError(f"nothing to resume: {out / 'last.pth'} does not exist")
+    if resume and not started:
+        log.info("%s was stopped before its first epoch: starting it over", out)
+    return resume and started
+
+
+def save_epoch(out: Path, judged, improved: bool, state: tuple, history: list, seconds: float,
+               board=None):  # fmt: skip
+    """After an epoch: its line in the log (and TensorBoard ``board``), the judged weights
+    (best.pth too when they improved), last.pth with the run's ``state`` to resume from (and
+    the ``seconds`` of its time budget spent), the history so far (json and csv)."""
+    row, best = history[-1], max(r["val_seq_acc"] for r in history)
+    log.info(
+        "epoch %d: loss %.4f val whole-number %.4f digit %.4f (%.0fs)",
+        row["epoch"], row["train_loss"], row["val_seq_acc"], row["val_digit_acc"], row["seconds"],
+    )  # fmt: skip
+    if board is not None:
+        for key, value in row.items():
+            if key != "epoch":
+                board.add_scalar(key, value, row["epoch"])
+        board.flush()
+    if improved:
+        save_weights(judged, out / "best.pth")
+    save_weights(judged, out / "weights.pth")
+    save_state(out, *state, row["epoch"] - 1, best, seconds)
+    write_json(out / "history.json", history)
+    write_csv(out / "history.csv", history)
 
 
 def restore_state(out: Path, model, opt, sched, ema, gen, dev) -> tuple[int, float, float]:

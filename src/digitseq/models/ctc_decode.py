@@ -194,16 +194,7 @@ def beam_search(logp, min_len: int = 0, max_len: int | None = None, beam: int = 
         # extension by digit c: from both states, but only from blank if c repeats the last
         ext = np.where(last[:, None] == digit_ids, p_blank[:, None], total[:, None]) + y[1:]
         ext[lens >= max_len] = NEG_INF
-        index = {p: i for i, p in enumerate(prefixes)}
-        merge = [
-            (i, index[p[:-1]], alphabet.index(p[-1]))
-            for i, p in enumerate(prefixes)
-            if p and p[:-1] in index
-        ]
-        if merge:  # an extension that equals a prefix already in the beam joins it
-            i, j, c = np.array(merge).T
-            new_nonblank[i] = np.logaddexp(new_nonblank[i], ext[j, c])
-            ext[j, c] = NEG_INF
+        _join_extensions(prefixes, alphabet, new_nonblank, ext)
         if bounded:  # rank by P(prefix and a completion of allowed length): this drops
             # prefixes whose missing digits no longer fit and favours those that can end in range
             out = outlook[t + 1]  # (max_len+1, C)
@@ -233,6 +224,21 @@ def beam_search(logp, min_len: int = 0, max_len: int | None = None, beam: int = 
     exact = _batch_logprob(lp, prefixes)  # beam scores can miss mass of pruned paths
     ranked = sorted(zip(prefixes, exact.tolist(), strict=True), key=lambda item: -item[1])
     return [(p, v) for p, v in ranked if v > NEG_INF]
+
+
+def _join_extensions(prefixes, alphabet, new_nonblank, ext) -> None:
+    """An extension that equals a prefix already in the beam joins it (in place: its mass moves
+    to that prefix's non-blank state and the extension is dropped)."""
+    index = {p: i for i, p in enumerate(prefixes)}
+    merge = [
+        (i, index[p[:-1]], alphabet.index(p[-1]))
+        for i, p in enumerate(prefixes)
+        if p and p[:-1] in index
+    ]
+    if merge:
+        i, j, c = np.array(merge).T
+        new_nonblank[i] = np.logaddexp(new_nonblank[i], ext[j, c])
+        ext[j, c] = NEG_INF
 
 
 def _substitution_logprobs(lp: np.ndarray, digits: str) -> np.ndarray:

@@ -36,6 +36,17 @@ def setup_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, world, dev
 
 
+def wrap(model: torch.nn.Module, dev: torch.device, world: int, compile: bool, lines: bool):
+    """What training steps call: the model under DDP on several processes, compiled if asked
+    (``lines``: inputs of any width)."""
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev] if dev.type == "cuda" else None
+        )
+    return torch.compile(net, dynamic=lines) if compile else net
+
+
 PRECISIONS = ("auto", "bf16", "fp32")
 
 

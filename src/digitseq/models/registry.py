@@ -59,6 +59,11 @@ def model_hparams(arch: str, **hparams) -> dict:
     return {**DEFAULTS[arch], **hparams}
 
 
+def reads_text(arch: str, hparams: dict) -> bool:
+    """Whether a reader of ``arch`` with ``hparams`` reads text (digits and separators)."""
+    return model_hparams(arch, **hparams).get("alphabet") == "text"
+
+
 def head(arch: str) -> Head:
     """The head of a registered architecture (its loss, greedy readings, distillation)."""
     if arch not in HEADS:

@@ -282,6 +282,36 @@ def run(image, keep_steps: bool, line: bool = False):
     if keep_steps:
         steps.append(("ink white on black" + (" (inverted)" if inverted else ""), picture(x)))
 
+    x, kept, cut = find_ink(x, line)
+    if keep_steps:
+        steps.append(("ink found, specks and paper edges removed", picture(x)))
+
+    x, kept, turn = deskew(x, kept)
+    back = back @ cut @ turn
+    if keep_steps:
+        steps.append(("cropped and deskewed", picture(x)))
+
+    stroke = stroke_width(kept)
+    if line:
+        out, placed = line_input(x, kept, stroke)
+        if keep_steps:
+            steps.append(
+                ("the line: a 20-px body in 28 px, MNIST strokes (model input)", picture(out))
+            )
+        return out, steps, back @ placed, shape_warning(gray.shape, kept)
+    segments = split_digits(kept, N_DIGITS)
+    out = np.zeros((IMG_H, IMG_W), np.float32)
+    for i, (c0, c1) in enumerate(segments):
+        cell = digit_cell(x[:, c0:c1], kept[:, c0:c1], stroke)
+        out[:, i * DIGIT_SIZE : (i + 1) * DIGIT_SIZE] = cell
+    if keep_steps:
+        steps.append(("five digits, each 20x20 in a 28x28 cell (model input)", picture(out)))
+    return out, steps, back, None  # five cells: no single map (each scaled on its own)
+
+
+def find_ink(x: np.ndarray, line: bool):
+    """The ink of a stretched image: Otsu's mask without specks and paper edges, cropped ->
+    (ink, mask, 3x3 crop map); an image that is blank or mostly ink is refused."""
     threshold = otsu(x)
     mask = x > threshold
     check_ink_amount(mask, 1.0)
@@ -298,30 +328,7 @@ def run(image, keep_steps: bool, line: bool = False):
     # tall) all of it; anything else that is mostly ink is not a number on paper.
     if kept.mean() > (0.75 if line else 0.6) and kept.shape[1] > 0.5 * kept.shape[0]:
         raise ImageError(f"far too much ink ({kept.mean():.0%} of the cropped number)")
-    if keep_steps:
-        steps.append(("ink found, specks and paper edges removed", picture(x)))
-
-    x, kept, turn = deskew(x, kept)
-    back = back @ cut @ turn
-    if keep_steps:
-        steps.append(("cropped and deskewed", picture(x)))
-
-    stroke = stroke_width(kept)
-    if line:
-        out, placed = line_input(x, kept, stroke)
-        if keep_steps:
-            steps.append(
-                ("the line: a 20-px body in 28 px, MNIST strokes (model input)", picture(out))
-            )
-        return out, steps, back @ placed, shape_warning(gray.shape, kept) if line else None
-    segments = split_digits(kept, N_DIGITS)
-    out = np.zeros((IMG_H, IMG_W), np.float32)
-    for i, (c0, c1) in enumerate(segments):
-        cell = digit_cell(x[:, c0:c1], kept[:, c0:c1], stroke)
-        out[:, i * DIGIT_SIZE : (i + 1) * DIGIT_SIZE] = cell
-    if keep_steps:
-        steps.append(("five digits, each 20x20 in a 28x28 cell (model input)", picture(out)))
-    return out, steps, back, None  # five cells: no single map (each scaled on its own)
+    return x, kept, cut
 
 
 MIN_IMAGE_PX = 8  # an image narrower or lower than this cannot hold a legible digit

@@ -9,12 +9,16 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
+from digitseq.core import files
+from digitseq.core.progress import progress_bar
 from digitseq.data import numbers
-from digitseq.models import ctc_decode
-from digitseq.models.devices import autocast, to_input
+from digitseq.models import checkpoint, ctc_decode, registry
+from digitseq.models.devices import autocast, to_input, uses_bf16
 from digitseq.models.inference import batched_logits
 from digitseq.training.augment import augment
+from digitseq.training.calibration import calibrate_run
 
 log = logging.getLogger("digitseq.training.fit")  # one logger for the run's messages
 
@@ -82,15 +86,20 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def validate(model, batches: list[tuple], head, dev, precision: str = "auto") -> dict:
+def validate(model, batches: list[tuple], head, dev, precision: str = "auto", budget=None) -> dict:
     """Loss and accuracies on a fixed set of batches, in order, no augmentation. Digit accuracy
-    is 1 - CER (edit distance per true digit): for equal-length readings, per-position accuracy."""
+    is 1 - CER (edit distance per true digit): for equal-length readings, per-position accuracy.
+    With a time ``budget``, it keeps twice this validation's time in reserve (for the last
+    validation and the checkpoint after it)."""
+    t0 = time.perf_counter()
     tot_loss = right = errors = chars = n = 0
     for img, digits, lengths, widths in batches:
         logits = batched_logits(model, img, dev, batch_size=len(img), precision=precision)
         tot_loss += head.loss(logits, digits, lengths, widths).item() * len(img)
         r, e, c = ctc_decode.score(head.strings(logits, widths), true_strings(digits, lengths))
         right, errors, chars, n = right + int(r.sum()), errors + e, chars + c, n + len(img)
+    if budget is not None:
+        budget.reserve = 2 * (time.perf_counter() - t0)
     return {
         "val_loss": tot_loss / n,
         "val_digit_acc": max(0.0, 1 - errors / max(chars, 1)),
@@ -153,19 +162,60 @@ def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim
     )
 
 
+def stop(patience: int, stale: int, budget: Budget, epoch: int) -> bool:
+    """Whether training ends after this epoch: no val gain in ``patience`` epochs, or the time
+    budget spent."""
+    if patience and stale >= patience:
+        log.info("early stop: no val gain in %d epochs", patience)
+        return True
+    if budget.spent_out():
+        log.info("time budget spent after epoch %d (the schedule ends there)", epoch + 1)
+        return True
+    return False
+
+
 # --- the run's log --------------------------------------------------------------------------------
 
 
-def log_epoch(row: dict, board) -> None:
-    log.info(
-        "epoch %d: loss %.4f val whole-number %.4f digit %.4f (%.0fs)",
-        row["epoch"], row["train_loss"], row["val_seq_acc"], row["val_digit_acc"], row["seconds"],
-    )  # fmt: skip
-    if board is not None:
-        for key, value in row.items():
-            if key != "epoch":
-                board.add_scalar(key, value, row["epoch"])
-        board.flush()
+def start_run_folder(out: Path, cfg, model, dev: torch.device, world: int):
+    """The run folder with its config.json (model, training config, machine) -> its TensorBoard
+    writer (None without tensorboard)."""
+    out.mkdir(parents=True, exist_ok=True)
+    info = {
+        "model": checkpoint.model_config(cfg.arch, cfg.hparams),
+        "train": cfg.to_dict(),
+        "parameters": registry.count_parameters(model),
+        "device": str(dev),
+        "world_size": world,
+        "torch": torch.__version__,
+        "bf16": uses_bf16(dev, cfg.precision),
+    }
+    files.write_json(out / "config.json", info)
+    return tensorboard_writer(out / "tensorboard")
+
+
+def finish(out: Path, val: list, dev: torch.device, main: bool, world: int) -> None:
+    """The end of a run: its temperature calibrated on val for its best weights (main process),
+    the processes parted."""
+    if main and (out / "best.pth").is_file():
+        log.info("calibrated on val: temperature %.3f", calibrate_run(out, val, dev)["temperature"])
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def epoch_bar(epoch: int, epochs: int, total: int, show: bool):
+    """The progress bar of one epoch (numbers seen, loss, accuracy, rate); off when not shown."""
+    return progress_bar(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="num",
+                        disable=not show, leave=False)  # fmt: skip
+
+
+def epoch_row(epoch: int, trained: dict, scores: dict, lr: float, t0: float) -> dict:
+    """One row of the run's history: the epoch, its training and val figures, the LR, the
+    seconds since ``t0`` and the numbers seen."""
+    numbers = trained.pop("numbers")
+    return {"epoch": epoch + 1, **trained, **scores, "lr": lr,
+            "seconds": round(time.perf_counter() - t0, 2), "numbers": numbers}  # fmt: skip
 
 
 def tensorboard_writer(folder: Path):
