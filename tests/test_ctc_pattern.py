@@ -93,6 +93,31 @@ def test_named_formats_compile_and_bad_patterns_are_one_line_errors():
 
 
 @pytest.mark.parametrize(
+    ("family", "name"),
+    [("amount", "amount"), ("date", "date"), ("time", "time"), ("phone", "phone"),
+     ("number", "digits")],
+)  # fmt: skip
+def test_a_named_format_accepts_every_way_its_numbers_are_written(family, name):
+    """Held to its format, a reading can only be right if the format accepts how the number was
+    written: every style the training and test data write (US, UK, French and German phones,
+    dates year-first with slashes, negative amounts, ...) fully matches the named format."""
+    import re
+
+    from digitseq.data import formats
+
+    texts = formats.sample_texts(2000, np.random.default_rng(3), {family: 1.0})
+    refused = [t for t in texts if not re.fullmatch(FORMATS[name], t)]
+    assert not refused, refused[:5]
+    people = {
+        "phone": ["(555) 010-0123", "+44 20 7946 0958", "06.12.34.56.78", "0301/1234567"],
+        "date": ["07/12/2026", "2026-12-07", "2026/12/07", "7.12.26"],
+        "amount": ["1,250.00", "12,50", "-3.77", "1 250 000"],
+    }
+    for written in people.get(name, []):
+        assert re.fullmatch(FORMATS[name], written), written
+
+
+@pytest.mark.parametrize(
     ("pattern", "why"),
     [(r"(\d{64}){64}", "asks for up to 4096"), (r"(\d+){999}", "repeats a part 999"),
      (r"\d*1\d{15}", "too complex")],

@@ -25,10 +25,12 @@ DIGITS = "0123456789"
 # character outside the reader's alphabet matches nothing (and says so)
 FORMATS = {
     "digits": r"\d+",
-    "amount": r"\d{1,3}([,. ]?\d{3})*([.,]\d{1,2})?",
-    "date": r"\d{1,2}[./-]\d{1,2}[./-](\d{2}|\d{4})|\d{4}-\d{2}-\d{2}",
+    "amount": r"-?\d{1,3}([,. ]?\d{3})*([.,]\d{1,2})?",
+    "date": r"\d{1,2}[./-]\d{1,2}[./-](\d{2}|\d{4})|\d{4}[./-]\d{1,2}[./-]\d{1,2}",
     "time": r"\d{1,2}:\d{2}(:\d{2})?",
-    "phone": r"\+?\d{1,3}[ -]?(\(\d{1,4}\)[ -]?)?\d{2,4}([ -]?\d{2,4}){1,3}",
+    # a country code, an area code in parentheses, then groups split by a space, dot, dash or
+    # slash: (555) 010-0123, +44 20 7946 0958, 06.12.34.56.78, 0301/1234567, 5550100123
+    "phone": r"(\+\d{1,3} ?)?(\(\d{1,4}\) ?)?\d{1,12}([ ./-]\d{1,8}){0,4}",
 }
 
 
