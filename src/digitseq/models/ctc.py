@@ -94,15 +94,15 @@ def distill_loss(logits, teacher_logits, lengths, frames, keep=None) -> torch.Te
     """Knowledge distillation on the frame grid: each number's KL(teacher || student) summed
     over its real frames, per true digit (the scale of ``ctc_loss``), averaged over the batch;
     with ``keep`` (N,) bools only the kept numbers count (the others add 0). Teacher and student
-    share the frame grid (every ``ctc`` reader and ensemble does); a teacher of digits teaches a
-    reader of text: it gives the separators no mass."""
-    extra = logits.shape[-1] - teacher_logits.shape[-1]
-    if extra < 0:
+    share the frame grid (every ``ctc`` reader and ensemble does). A teacher of digits teaches a
+    reader of text over the classes it knows: the student's blank and digits, renormalized, so
+    the teacher says nothing of the separators (pulling their mass to 0 on every plain line
+    taught a text reader to drop them: session 9's run)."""
+    known = teacher_logits.shape[-1]
+    if logits.shape[-1] < known:
         raise ValueError("a teacher of text cannot teach a reader of digits")
     t = F.log_softmax(teacher_logits.float(), dim=-1)
-    if extra:
-        t = F.pad(t, (0, extra), value=-1e4)  # exp() is 0: no mass on the separators
-    s = F.log_softmax(logits.float(), dim=-1)
+    s = F.log_softmax(logits[..., :known].float(), dim=-1)
     kl = (t.exp() * (t - s)).sum(-1)  # (N, T)
     real = torch.arange(kl.shape[1], device=kl.device)[None, :] < frames[:, None]
     per_number = (kl * real).sum(1) / lengths.clamp(min=1)
