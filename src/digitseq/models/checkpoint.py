@@ -20,6 +20,7 @@ from digitseq.core.errors import DigitseqError, one_line
 from digitseq.core.files import atomic_write_bytes, write_csv, write_json
 from digitseq.core.paths import bundled_model_dir
 from digitseq.models import registry
+from digitseq.models.devices import uses_bf16
 
 log = logging.getLogger("digitseq.training.fit")  # a training run's messages
 
@@ -163,15 +164,15 @@ def load_teacher(path: str | Path | None, arch: str, hparams: dict, distill: flo
     ``path``. A reader of digits can teach a reader of text, not the other way round."""
     if not path:
         return None
+    teacher, tcfg = load_model(path)
+    teacher = unwrap(teacher).eval()
     if registry.head(arch).distill is None or distill <= 0:
         raise DigitseqError("--teacher distils CTC readers only, with --distill > 0")
-    teacher, tcfg = load_model(path)
     if registry.head(tcfg["model"]["arch"]).distill is None:
         raise DigitseqError(f"--teacher {path} is not a CTC line reader")
     taught = registry.reads_text(arch, hparams)
     if registry.reads_text(tcfg["model"]["arch"], tcfg["model"].get("hparams", {})) and not taught:
         raise DigitseqError(f"--teacher {path} reads text: it cannot teach a reader of digits")
-    teacher = unwrap(teacher).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher.to(dev, memory_format=torch.channels_last)
@@ -215,6 +216,27 @@ def resumable(out: Path, resume: bool) -> bool:
     if resume and not started:
         log.info("%s was stopped before its first epoch: starting it over", out)
     return resume and started
+
+
+def start_run(out: Path, arch: str, hparams: dict, train: dict, model, dev, world: int):
+    """The run folder with its config.json (model, training config ``train``, machine) -> the
+    run's TensorBoard writer (None without the tensorboard package)."""
+    out.mkdir(parents=True, exist_ok=True)
+    info = {
+        "model": model_config(arch, hparams),
+        "train": train,
+        "parameters": registry.count_parameters(model),
+        "device": str(dev),
+        "world_size": world,
+        "torch": torch.__version__,
+        "bf16": uses_bf16(dev, train["precision"]),
+    }
+    write_json(out / "config.json", info)
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def save_epoch(out: Path, judged, improved: bool, state: tuple, history: list, seconds: float,

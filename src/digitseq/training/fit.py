@@ -61,7 +61,8 @@ def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
     batches, val = sources.training_data(spec, rank, world, mnist_dir)
     batches.set_epochs(start, cfg.epochs)
     stream = iter(loaders.loader(batches, cfg.workers, dev.type == "cuda"))
-    board = loop.start_run_folder(out, cfg, model, dev, world) if main else None
+    if main:
+        board = checkpoint.start_run(out, cfg.arch, cfg.hparams, cfg.to_dict(), model, dev, world)
 
     # the epochs: train, validate the judged weights, keep the best, stop on budget or patience
     stale, total = 0, len(batches) * cfg.batch_size

@@ -11,11 +11,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from digitseq.core import files
 from digitseq.core.progress import progress_bar
 from digitseq.data import numbers
-from digitseq.models import checkpoint, ctc_decode, registry
-from digitseq.models.devices import autocast, to_input, uses_bf16
+from digitseq.models import ctc_decode
+from digitseq.models.devices import autocast, to_input
 from digitseq.models.inference import batched_logits
 from digitseq.training.augment import augment
 from digitseq.training.calibration import calibrate_run
@@ -177,23 +176,6 @@ def stop(patience: int, stale: int, budget: Budget, epoch: int) -> bool:
 # --- the run's log --------------------------------------------------------------------------------
 
 
-def start_run_folder(out: Path, cfg, model, dev: torch.device, world: int):
-    """The run folder with its config.json (model, training config, machine) -> its TensorBoard
-    writer (None without tensorboard)."""
-    out.mkdir(parents=True, exist_ok=True)
-    info = {
-        "model": checkpoint.model_config(cfg.arch, cfg.hparams),
-        "train": cfg.to_dict(),
-        "parameters": registry.count_parameters(model),
-        "device": str(dev),
-        "world_size": world,
-        "torch": torch.__version__,
-        "bf16": uses_bf16(dev, cfg.precision),
-    }
-    files.write_json(out / "config.json", info)
-    return tensorboard_writer(out / "tensorboard")
-
-
 def finish(out: Path, val: list, dev: torch.device, main: bool, world: int) -> None:
     """The end of a run: its temperature calibrated on val for its best weights (main process),
     the processes parted."""
@@ -216,12 +198,3 @@ def epoch_row(epoch: int, trained: dict, scores: dict, lr: float, t0: float) -> 
     numbers = trained.pop("numbers")
     return {"epoch": epoch + 1, **trained, **scores, "lr": lr,
             "seconds": round(time.perf_counter() - t0, 2), "numbers": numbers}  # fmt: skip
-
-
-def tensorboard_writer(folder: Path):
-    """A TensorBoard SummaryWriter when the tensorboard package is installed, else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(folder))
