@@ -158,6 +158,22 @@ CLOSE_DIGITS = {
 }
 
 
+def draw_text(page, text: str, shapes: dict, left: float, gap: float) -> None:
+    """``text`` drawn on the app's canvas with the mouse, one character after the other from
+    ``left`` px: each character's centre lines from ``shapes`` (a 40x90 box), the next one
+    ``gap`` px past its ink (the pen is 14 px wide)."""
+    page.get_by_role("tab", name="Draw").click()
+    canvas = page.locator("canvas.upper-canvas")
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    x, top = box["x"] + left, box["y"] + 25
+    for ch in text:
+        lines = shapes[ch]
+        for line in lines:
+            stroke(page, [(x + px, top + py) for px, py in line])
+        x += max(px for line in lines for px, _ in line) + 14 + gap
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="known defect (issue 20, open): the bundled reader drops the bare 1s of this "
@@ -168,16 +184,7 @@ def test_draw_a_close_written_number_with_the_mouse(page):
     the next one's (a 1 is a bare stroke beside its neighbours): read right, or flagged "not
     sure" — never a wrong number shown as sure. Strict: when a reader fixes it, this fails until
     the mark is removed."""
-    page.get_by_role("tab", name="Draw").click()
-    canvas = page.locator("canvas.upper-canvas")
-    canvas.wait_for()
-    box = canvas.bounding_box()
-    x, top = box["x"] + 120, box["y"] + 25
-    for digit in "31415926":
-        lines = CLOSE_DIGITS[digit]
-        for line in lines:
-            stroke(page, [(x + px, top + py) for px, py in line])
-        x += max(px for line in lines for px, _ in line) + 14 + 5  # the pen (14 px) + 5 px
+    draw_text(page, "31415926", CLOSE_DIGITS, left=120, gap=5)
     number = page.locator(".digitseq-number").first
     sync_api.expect(number).to_have_text(re.compile(r"^\d+$"), timeout=TIMEOUT_MS)
     if number.inner_text() != "31415926":
@@ -200,16 +207,7 @@ AMOUNT_SHAPES = {
 def test_draw_an_amount_with_its_decimal_point(page):
     """ "12.50" drawn with the mouse (digits at a person's spacing, the point a short tap on the
     baseline) is read with its separator: the app shows 12.50, not 1250."""
-    page.get_by_role("tab", name="Draw").click()
-    canvas = page.locator("canvas.upper-canvas")
-    canvas.wait_for()
-    box = canvas.bounding_box()
-    x, top = box["x"] + 160, box["y"] + 25
-    for ch in "12.50":
-        lines = AMOUNT_SHAPES[ch]
-        for line in lines:
-            stroke(page, [(x + px, top + py) for px, py in line])
-        x += max(px for line in lines for px, _ in line) + 14 + 22  # the pen (14 px) + a gap
+    draw_text(page, "12.50", AMOUNT_SHAPES, left=160, gap=22)
     number = page.locator(".digitseq-number").first
     sync_api.expect(number).to_have_text("12.50", timeout=TIMEOUT_MS)
 
