@@ -164,10 +164,10 @@ def load_teacher(path: str | Path | None, arch: str, hparams: dict, distill: flo
     ``path``. A reader of digits can teach a reader of text, not the other way round."""
     if not path:
         return None
+    if registry.head(arch).distill is None or distill <= 0:  # known before any loading
+        raise DigitseqError("--teacher distils CTC readers only, with --distill > 0")
     teacher, tcfg = load_model(path)
     teacher = unwrap(teacher).eval()
-    if registry.head(arch).distill is None or distill <= 0:
-        raise DigitseqError("--teacher distils CTC readers only, with --distill > 0")
     if registry.head(tcfg["model"]["arch"]).distill is None:
         raise DigitseqError(f"--teacher {path} is not a CTC line reader")
     taught = registry.reads_text(arch, hparams)

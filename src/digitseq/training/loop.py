@@ -195,6 +195,6 @@ def epoch_bar(epoch: int, epochs: int, total: int, show: bool):
 def epoch_row(epoch: int, trained: dict, scores: dict, lr: float, t0: float) -> dict:
     """One row of the run's history: the epoch, its training and val figures, the LR, the
     seconds since ``t0`` and the numbers seen."""
-    numbers = trained.pop("numbers")
+    seen = trained.pop("numbers")  # last: after the figures, as the history has always listed
     return {"epoch": epoch + 1, **trained, **scores, "lr": lr,
-            "seconds": round(time.perf_counter() - t0, 2), "numbers": numbers}  # fmt: skip
+            "seconds": round(time.perf_counter() - t0, 2), "numbers": seen}  # fmt: skip
