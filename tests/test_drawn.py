@@ -64,7 +64,7 @@ def test_drawn_pool_is_reproducible_and_draws_each_digit_once(mnist_data):
 def test_p_drawn_adds_redrawn_train_digits_with_their_labels(mnist_data):
     spec = sources.DataSpec(lines=True, lengths=(1, 6), batch_size=32, steps=40, p_drawn=0.02,
                             val_size=50)  # fmt: skip
-    batches, _ = sources.training_data(spec)
+    batches, _, _ = sources.training_data(spec)
     train, labels, _ = mnist.split_pool(mnist_data, "train")
     n = round(len(train) * 0.02 / 0.98)
     assert len(batches.images) == len(train) + n

@@ -13,11 +13,11 @@ from helpers import assert_one_line_error, run_cli
 
 from digitseq.core.constants import TEXT_ALPHABET
 from digitseq.data import formats, loaders, mnist
+from digitseq.models.inference import true_strings
 from digitseq.models.onnx_export import export_onnx
 from digitseq.reading.predictor import Predictor
 from digitseq.training.config import PRESETS
 from digitseq.training.fit import fit
-from digitseq.training.loop import true_strings
 
 
 def test_formatted_lines_keep_their_separators_as_labels(mnist_data):

@@ -226,8 +226,11 @@ class StoredBatches(_Batches):
         return stored_batch(self.split, idx, self.pad_to)
 
 
-def loader(batches: _Batches, workers: int, pin: bool = False) -> DataLoader:
-    return DataLoader(
+def stream(batches: _Batches, workers: int, pin: bool = False):
+    """Every batch of the run's epochs, in order, read by ``workers`` processes (0: this one).
+    Lazy: nothing is read (no worker starts) until the first batch is asked for, so the epochs
+    that ``batches.set_epochs`` chooses afterwards are the ones read."""
+    yield from DataLoader(
         batches,
         batch_size=None,
         num_workers=workers,

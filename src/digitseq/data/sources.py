@@ -1,4 +1,5 @@
-"""What a training run reads: ``training_data(spec)`` -> (training batches, val batches).
+"""What a training run reads: ``training_data(spec)`` -> (training batches, val batches, the
+stream of training batches that the run iterates, read by ``spec.workers`` processes).
 
 One function per source, chosen by the spec: a stored dataset (``spec.data``), lines of any
 length composed on the fly (line readers), or 5-digit images composed on the fly. On-the-fly
@@ -39,10 +40,13 @@ class DataSpec:
     steps: int = 500  # batches per epoch
     val_size: int = 5000
     seed: int = 0
+    workers: int = 0  # DataLoader processes composing the training batches (0: the trainer's own)
+    pin: bool = False  # pinned memory (CUDA)
 
 
 def training_data(spec: DataSpec, rank: int = 0, world: int = 1, mnist_dir=None):
-    """(training batches, val batches) for this process of ``world``."""
+    """(training batches, val batches, the stream of training batches) for this process of
+    ``world``; the batches' epochs (``set_epochs``) may be chosen until the stream is read."""
     extra = spec.p_drawn + spec.p_font + spec.p_pen
     if min(spec.p_drawn, spec.p_font, spec.p_pen) < 0 or extra >= 1 or (spec.data and extra):
         raise DigitseqError(
@@ -53,11 +57,15 @@ def training_data(spec: DataSpec, rank: int = 0, world: int = 1, mnist_dir=None)
     if spec.p_format and (spec.data or not spec.lines or not 0 < spec.p_format < 1):
         raise DigitseqError("p_format must be in (0, 1), for a line reader on on-the-fly numbers")
     if spec.data:
-        return stored(spec, rank, world)
-    m = mnist.load(mnist_dir)
-    pool = digit_pool(*mnist.split_pool(m, "train")[:2], spec)
-    val = mnist.split_pool(m, "val")[:2]
-    return (composed_lines if spec.lines else composed_fixed)(spec, pool, val, rank)
+        batches, val = stored(spec, rank, world)
+    else:
+        m = mnist.load(mnist_dir)
+        pool = digit_pool(*mnist.split_pool(m, "train")[:2], spec)
+        val_digits = mnist.split_pool(m, "val")[:2]
+        batches, val = (composed_lines if spec.lines else composed_fixed)(
+            spec, pool, val_digits, rank
+        )
+    return batches, val, loaders.stream(batches, spec.workers, spec.pin)
 
 
 def stored(spec: DataSpec, rank: int, world: int):

@@ -158,20 +158,20 @@ def build(arch: str, hparams: dict, init: str | Path | None = None, dev=None) ->
     return model if dev is None else model.to(dev, memory_format=torch.channels_last)
 
 
-def load_teacher(path: str | Path | None, arch: str, hparams: dict, distill: float, dev):
-    """The frozen teacher of a distillation run (weight ``distill``) for a student of ``arch``
-    and ``hparams``, on ``dev`` (raw logits: its calibration is not applied); None without a
-    ``path``. A reader of digits can teach a reader of text, not the other way round."""
+def load_teacher(path: str | Path | None, head: registry.Head, text: bool, distill: float, dev):
+    """The frozen teacher of a distillation run (weight ``distill``) for a student with the
+    registry ``head`` that reads ``text`` (or digits alone), on ``dev`` (raw logits: its
+    calibration is not applied); None without a ``path``. A reader of digits can teach a reader
+    of text, not the other way round."""
     if not path:
         return None
-    if registry.head(arch).distill is None or distill <= 0:  # known before any loading
+    if head.distill is None or distill <= 0:  # known before any loading
         raise DigitseqError("--teacher distils CTC readers only, with --distill > 0")
     teacher, tcfg = load_model(path)
     teacher = unwrap(teacher).eval()
     if registry.head(tcfg["model"]["arch"]).distill is None:
         raise DigitseqError(f"--teacher {path} is not a CTC line reader")
-    taught = registry.reads_text(arch, hparams)
-    if registry.reads_text(tcfg["model"]["arch"], tcfg["model"].get("hparams", {})) and not taught:
+    if registry.reads_text(tcfg["model"]["arch"], tcfg["model"].get("hparams", {})) and not text:
         raise DigitseqError(f"--teacher {path} reads text: it cannot teach a reader of digits")
     for p in teacher.parameters():
         p.requires_grad_(False)

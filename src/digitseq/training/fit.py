@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
-from digitseq.data import loaders, sources
+from digitseq.data import sources
 from digitseq.models import checkpoint, registry
 from digitseq.models.devices import setup_distributed, wrap
 from digitseq.models.ema import Ema
+from digitseq.models.inference import validate
 from digitseq.training import loop
 from digitseq.training.config import TrainConfig
 
@@ -36,10 +37,10 @@ def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
 
     # the model: its head (loss, greedy readings) decided once, by its architecture; a teacher
+    head, text = registry.head(cfg.arch), registry.reads_text(cfg.arch, cfg.hparams)
     model = checkpoint.build(cfg.arch, cfg.hparams, cfg.init, dev)
-    head = registry.head(cfg.arch)
+    teacher = checkpoint.load_teacher(cfg.teacher, head, text, cfg.distill, dev)
     net = wrap(model, dev, world, cfg.compile, head.lines)
-    teacher = checkpoint.load_teacher(cfg.teacher, cfg.arch, cfg.hparams, cfg.distill, dev)
 
     # optimizer, schedule (over steps, or over the time budget), EMA, augmentation generator
     opt = loop.adamw(model, cfg.lr, cfg.weight_decay)
@@ -56,11 +57,11 @@ def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
         lines=head.lines, layout=cfg.layout, lengths=cfg.lengths, pad_to=cfg.pad_to,
         data=cfg.data, p_drawn=cfg.p_drawn, p_font=cfg.p_font, p_pen=cfg.p_pen,
         p_format=cfg.p_format, batch_size=cfg.batch_size, steps=cfg.steps_per_epoch,
-        val_size=cfg.val_size, seed=cfg.seed, text=registry.reads_text(cfg.arch, cfg.hparams),
+        val_size=cfg.val_size, seed=cfg.seed, text=text,
+        workers=cfg.workers, pin=dev.type == "cuda",
     )  # fmt: skip
-    batches, val = sources.training_data(spec, rank, world, mnist_dir)
-    batches.set_epochs(start, cfg.epochs)
-    stream = iter(loaders.loader(batches, cfg.workers, dev.type == "cuda"))
+    batches, val, stream = sources.training_data(spec, rank, world, mnist_dir)
+    batches.set_epochs(start, cfg.epochs)  # before the stream's first batch
     if main:
         board = checkpoint.start_run(out, cfg.arch, cfg.hparams, cfg.to_dict(), model, dev, world)
 
@@ -75,14 +76,16 @@ def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
                 label_smoothing=cfg.label_smoothing, teacher=teacher, distill=cfg.distill,
                 bar=bar, budget=budget,
             )  # fmt: skip
-        scores = loop.validate(judged, val, head, dev, cfg.precision, budget)
-        row = loop.epoch_row(epoch, row, scores, sched.get_last_lr()[0], t0)
+        scores = validate(judged, val, head, dev, cfg.precision)
+        row = loop.epoch_row(epoch, row, scores, sched.get_last_lr()[0], t0, budget)
         history.append(row)
         improved = row["val_seq_acc"] > best
         best, stale = (row["val_seq_acc"], 0) if improved else (best, stale + 1)
+        why = loop.stop(cfg.patience, stale, budget, epoch)
         if main:
             checkpoint.save_epoch(out, judged, improved, state, history, budget.spent(), board)
-        if loop.stop(cfg.patience, stale, budget, epoch):
+        if why:
+            log.info(why)
             break
 
     loop.finish(out, val, dev, main, world)

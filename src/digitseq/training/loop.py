@@ -1,4 +1,4 @@
-"""The pieces of a training run: one epoch, validation, the optimizer, the LR schedule and its
+"""The pieces of a training run: one epoch, the optimizer, the LR schedule and its
 time budget, the run's log. ``fit`` (fit.py) strings them together."""
 
 from __future__ import annotations
@@ -12,24 +12,15 @@ import torch
 import torch.distributed as dist
 
 from digitseq.core.progress import progress_bar
-from digitseq.data import numbers
 from digitseq.models import ctc_decode
 from digitseq.models.devices import autocast, to_input
-from digitseq.models.inference import batched_logits
+from digitseq.models.inference import true_strings
 from digitseq.training.augment import augment
 from digitseq.training.calibration import calibrate_run
 
 log = logging.getLogger("digitseq.training.fit")  # one logger for the run's messages
 
-# --- what the model is asked to do: its head's loss and greedy readings (registry.Head) ---------
-
-
-def true_strings(labels, lengths) -> list[str]:
-    """(N, L) label tensors (alphabet indices: digits 0-9, then separators) -> the strings."""
-    return numbers.labels_to_strings(labels.cpu().numpy(), lengths.cpu().numpy())
-
-
-# --- one epoch, validation ----------------------------------------------------------------------
+# --- one epoch ------------------------------------------------------------------------------
 
 
 def train_one_epoch(
@@ -81,28 +72,6 @@ def train_one_epoch(
         "train_loss": tot_loss / n,
         "train_digit_acc": max(0.0, 1 - errors / max(chars, 1)),
         "train_seq_acc": right / n,
-    }
-
-
-@torch.no_grad()
-def validate(model, batches: list[tuple], head, dev, precision: str = "auto", budget=None) -> dict:
-    """Loss and accuracies on a fixed set of batches, in order, no augmentation. Digit accuracy
-    is 1 - CER (edit distance per true digit): for equal-length readings, per-position accuracy.
-    With a time ``budget``, it keeps twice this validation's time in reserve (for the last
-    validation and the checkpoint after it)."""
-    t0 = time.perf_counter()
-    tot_loss = right = errors = chars = n = 0
-    for img, digits, lengths, widths in batches:
-        logits = batched_logits(model, img, dev, batch_size=len(img), precision=precision)
-        tot_loss += head.loss(logits, digits, lengths, widths).item() * len(img)
-        r, e, c = ctc_decode.score(head.strings(logits, widths), true_strings(digits, lengths))
-        right, errors, chars, n = right + int(r.sum()), errors + e, chars + c, n + len(img)
-    if budget is not None:
-        budget.reserve = 2 * (time.perf_counter() - t0)
-    return {
-        "val_loss": tot_loss / n,
-        "val_digit_acc": max(0.0, 1 - errors / max(chars, 1)),
-        "val_seq_acc": right / n,
     }
 
 
@@ -161,16 +130,14 @@ def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim
     )
 
 
-def stop(patience: int, stale: int, budget: Budget, epoch: int) -> bool:
-    """Whether training ends after this epoch: no val gain in ``patience`` epochs, or the time
-    budget spent."""
+def stop(patience: int, stale: int, budget: Budget, epoch: int) -> str | None:
+    """Why training ends after this epoch (no val gain in ``patience`` epochs, or the time budget
+    spent), or None when it goes on."""
     if patience and stale >= patience:
-        log.info("early stop: no val gain in %d epochs", patience)
-        return True
+        return f"early stop: no val gain in {patience} epochs"
     if budget.spent_out():
-        log.info("time budget spent after epoch %d (the schedule ends there)", epoch + 1)
-        return True
-    return False
+        return f"time budget spent after epoch {epoch + 1} (the schedule ends there)"
+    return None
 
 
 # --- the run's log --------------------------------------------------------------------------------
@@ -192,9 +159,13 @@ def epoch_bar(epoch: int, epochs: int, total: int, show: bool):
                         disable=not show, leave=False)  # fmt: skip
 
 
-def epoch_row(epoch: int, trained: dict, scores: dict, lr: float, t0: float) -> dict:
+def epoch_row(
+    epoch: int, trained: dict, scores: dict, lr: float, t0: float, budget: Budget
+) -> dict:
     """One row of the run's history: the epoch, its training and val figures, the LR, the
-    seconds since ``t0`` and the numbers seen."""
+    seconds since ``t0`` and the numbers seen. The ``budget`` keeps twice the validation's time
+    in reserve (for the last validation and the checkpoint after it)."""
+    budget.reserve = 2 * scores.pop("seconds")
     seen = trained.pop("numbers")  # last: after the figures, as the history has always listed
     return {"epoch": epoch + 1, **trained, **scores, "lr": lr,
             "seconds": round(time.perf_counter() - t0, 2), "numbers": seen}  # fmt: skip
