@@ -327,3 +327,15 @@ def test_a_teacher_must_be_a_ctc_reader(tmp_path, bundled_model_dir, capsys):
     argv = ["train", "--preset", "ctc-tiny", "--teacher", str(multihead), "--out",
             str(tmp_path / "r")]  # fmt: skip
     assert_one_line_error(main.main(argv), capsys.readouterr().err, "not a CTC line reader")
+
+
+@pytest.mark.parametrize("preset, arch", [("ctc-tiny", "ctc"), ("tiny", "multihead")])
+def test_the_training_benchmark_runs_both_kinds_of_reader(preset, arch, mnist_data):
+    """`make bench` times training with benchmarks/bench_train.py: it runs a line reader on
+    lines and a 5-digit baseline on 28x140 images, fp32 beside bf16, and says so in its JSON."""
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
+    argv = [sys.executable, str(bench), "--preset", preset, "--steps", "2", "--threads", "1"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout
+    res = json.loads(out.strip().splitlines()[-1])
+    assert (res["arch"], res["preset"]) == (arch, preset)
+    assert res["fp32_numbers_per_s"] > 0 and res["auto_numbers_per_s"] > 0
