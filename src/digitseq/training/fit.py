@@ -11,7 +11,6 @@ each step is handed what it uses.
 from __future__ import annotations
 
 import itertools
-import logging
 import time
 from pathlib import Path
 
@@ -24,8 +23,6 @@ from digitseq.models.ema import Ema
 from digitseq.models.inference import validate
 from digitseq.training import loop
 from digitseq.training.config import TrainConfig
-
-log = logging.getLogger(__name__)
 
 
 def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
@@ -55,10 +52,9 @@ def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
     # the data: numbers composed on the fly (or a stored dataset) and a fixed val set
     spec = sources.DataSpec(
         lines=head.lines, layout=cfg.layout, lengths=cfg.lengths, pad_to=cfg.pad_to,
-        data=cfg.data, p_drawn=cfg.p_drawn, p_font=cfg.p_font, p_pen=cfg.p_pen,
+        data=cfg.data, p_drawn=cfg.p_drawn, p_font=cfg.p_font, p_pen=cfg.p_pen, text=text,
         p_format=cfg.p_format, batch_size=cfg.batch_size, steps=cfg.steps_per_epoch,
-        val_size=cfg.val_size, seed=cfg.seed, text=text,
-        workers=cfg.workers, pin=dev.type == "cuda",
+        val_size=cfg.val_size, seed=cfg.seed, workers=cfg.workers, pin=dev.type == "cuda",
     )  # fmt: skip
     batches, val, stream = sources.training_data(spec, rank, world, mnist_dir)
     batches.set_epochs(start, cfg.epochs)  # before the stream's first batch
@@ -66,7 +62,7 @@ def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
         board = checkpoint.start_run(out, cfg.arch, cfg.hparams, cfg.to_dict(), model, dev, world)
 
     # the epochs: train, validate the judged weights, keep the best, stop on budget or patience
-    stale, total = 0, len(batches) * cfg.batch_size
+    stale, total, why = 0, len(batches) * cfg.batch_size, None
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         with loop.epoch_bar(epoch, cfg.epochs, total, progress and main) as bar:
@@ -85,8 +81,7 @@ def fit(cfg: TrainConfig, out: Path, resume: bool = False, device: str = "auto",
         if main:
             checkpoint.save_epoch(out, judged, improved, state, history, budget.spent(), board)
         if why:
-            log.info(why)
             break
 
-    loop.finish(out, val, dev, main, world)
+    loop.finish(out, val, dev, main, world, why)
     return out

@@ -143,9 +143,11 @@ def stop(patience: int, stale: int, budget: Budget, epoch: int) -> str | None:
 # --- the run's log --------------------------------------------------------------------------------
 
 
-def finish(out: Path, val: list, dev: torch.device, main: bool, world: int) -> None:
-    """The end of a run: its temperature calibrated on val for its best weights (main process),
-    the processes parted."""
+def finish(out: Path, val: list, dev: torch.device, main: bool, world: int, why=None) -> None:
+    """The end of a run: ``why`` it stopped before its last epoch (if it did) in the log, its
+    temperature calibrated on val for its best weights (main process), the processes parted."""
+    if why:
+        log.info(why)
     if main and (out / "best.pth").is_file():
         log.info("calibrated on val: temperature %.3f", calibrate_run(out, val, dev)["temperature"])
     if world > 1:
