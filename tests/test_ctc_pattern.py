@@ -118,6 +118,21 @@ def test_a_named_format_accepts_every_way_its_numbers_are_written(family, name):
 
 
 @pytest.mark.parametrize(
+    ("name", "misread"),
+    [("amount", "5,811,627,97"), ("amount", "3.763,278,42"), ("amount", "1,25.5"),
+     ("date", "15.2/2079"), ("date", "35/40/2020"), ("date", "2002/13/10"), ("time", "25:61"),
+     ("time", "14:30:75")],
+)  # fmt: skip
+def test_a_named_format_refuses_a_number_misread_out_of_its_shape(name, misread):
+    """A misread separator or digit that gives a number no one writes (a decimal comma after
+    comma-grouped thousands, a date with two separators or a 35th day, minute 61) is refused,
+    so the constrained search looks for the reading the format does accept."""
+    import re
+
+    assert not re.fullmatch(FORMATS[name], misread)
+
+
+@pytest.mark.parametrize(
     ("pattern", "why"),
     [(r"(\d{64}){64}", "asks for up to 4096"), (r"(\d+){999}", "repeats a part 999"),
      (r"\d*1\d{15}", "too complex")],

@@ -21,13 +21,21 @@ import numpy as np
 from digitseq.core.errors import DigitseqError
 
 DIGITS = "0123456789"
+_DAY, _MONTH, _YEAR = r"(0?[1-9]|[12]\d|3[01])", r"(0?[1-9]|1[0-2])", r"(\d{2}|\d{4})"
 # named formats, written over digits and the separators a reader may know; a pattern needing a
-# character outside the reader's alphabet matches nothing (and says so)
+# character outside the reader's alphabet matches nothing (and says so). Each holds a number to
+# how it is written, so that a misread separator makes a reading the format refuses:
 FORMATS = {
     "digits": r"\d+",
-    "amount": r"-?\d{1,3}([,. ]?\d{3})*([.,]\d{1,2})?",
-    "date": r"\d{1,2}[./-]\d{1,2}[./-](\d{2}|\d{4})|\d{4}[./-]\d{1,2}[./-]\d{1,2}",
-    "time": r"\d{1,2}:\d{2}(:\d{2})?",
+    # one convention per amount: 1,250.00 / 1.250,00 / 1 250,00 / 1250.00 (not 1,250,00)
+    "amount": r"-?(\d{1,3}(,\d{3})+(\.\d{1,2})?|\d{1,3}(\.\d{3})+(,\d{1,2})?"
+    r"|\d{1,3}( \d{3})+([.,]\d{1,2})?|\d+([.,]\d{1,2})?)",
+    # day and month either way round (31/12, 12/31) or year first, one separator throughout
+    "date": "|".join(
+        [rf"({_DAY}{s}{_MONTH}|{_MONTH}{s}{_DAY}){s}{_YEAR}" for s in ("/", r"\.", "-")]
+        + [rf"\d{{4}}{s}{_MONTH}{s}{_DAY}" for s in ("/", r"\.", "-")]
+    ),
+    "time": r"([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?",  # 9:05, 14:30, 14:30:15 (24-hour clock)
     # a country code, an area code in parentheses, then groups split by a space, dot, dash or
     # slash: (555) 010-0123, +44 20 7946 0958, 06.12.34.56.78, 0301/1234567, 5550100123
     "phone": r"(\+\d{1,3} ?)?(\(\d{1,4}\) ?)?\d{1,12}([ ./-]\d{1,8}){0,4}",
