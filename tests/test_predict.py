@@ -152,6 +152,7 @@ def test_reading_to_json_of_an_error():
         "file": "x.png",
         "digits": None,
         "text": None,
+        "value": None,
         "confidence": None,
         "digit_confidences": None,
         "spans": None,

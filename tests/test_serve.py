@@ -24,7 +24,10 @@ from digitseq.apps.serve import batching
 from digitseq.apps.serve.app import ServeSettings, create_app
 from digitseq.reading import predictor
 
-KEYS = {"file", "digits", "text", "confidence", "digit_confidences", "spans", "warning", "error"}
+KEYS = {
+    "file", "digits", "text", "value", "confidence", "digit_confidences", "spans", "warning",
+    "error",
+}  # fmt: skip
 
 # --- the micro-batcher ----------------------------------------------------------------------
 

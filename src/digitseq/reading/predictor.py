@@ -22,14 +22,15 @@ from digitseq.core.errors import DigitseqError, one_line
 from digitseq.core.extras import missing_extra
 from digitseq.core.paths import bundled_model_dir
 from digitseq.models import decoders
-from digitseq.reading import preprocess
+from digitseq.reading import preprocess, values
 
 log = logging.getLogger(__name__)
 
 FORMATS = decoders.FORMATS  # the named formats of ``pattern=`` (or a regular expression)
 INPUT_FORMAT = f"{IMG_H}xW float32 in [0, 1], white ink on black (W = {IMG_W} for 5-digit models)"
 JSON_KEYS = (
-    "file", "digits", "text", "confidence", "digit_confidences", "spans", "warning", "error"
+    "file", "digits", "text", "value", "confidence", "digit_confidences", "spans", "warning",
+    "error",
 )  # fmt: skip
 
 
@@ -40,6 +41,7 @@ class Reading:
     file: str | None = None
     digits: str | None = None  # the digits read, alone
     text: str | None = None  # what was read, separators included (a digit reader: the digits)
+    value: str | None = None  # held to a date, time or amount: its ISO date, time or decimal
     confidence: float | None = None
     digit_confidences: list[float] | None = None
     probabilities: list[list[float]] | None = None  # (L, 10) per-position probabilities
@@ -225,8 +227,12 @@ class Predictor:
                 "was trained on"
             )
             r.warning = f"{r.warning}; {longer}" if r.warning else longer
+        if pattern in values.VALUED and r.text:
+            r.value, problem = values.value_of(r.text, pattern)
+            if problem:
+                r.warning = f"{r.warning}; {problem}" if r.warning else problem
         if min_confidence is not None and r.confidence < min_confidence:
-            r.digits, r.text, r.abstained = None, None, True
+            r.digits, r.text, r.value, r.abstained = None, None, None, True
 
     def check_digits(self, digits, pattern=None) -> None:
         """A length constraint (or a format) this model can honour, or a one-line error."""

@@ -113,8 +113,8 @@ def name_key(name: str) -> int:
 # --- the resumable output file -------------------------------------------------------------------
 
 MAX_LINE = 1 << 16  # bytes: a reading of 64 digits with a 4096-byte name takes ~10 KB
-READING_KEYS = frozenset(JSON_KEYS) - {"text"}
-OPTIONAL_KEYS = frozenset({"abstained", "file_bytes", "text"})  # text: since separators
+READING_KEYS = frozenset(JSON_KEYS) - {"text", "value"}
+OPTIONAL_KEYS = frozenset({"abstained", "file_bytes", "text", "value"})  # since separators
 
 
 def is_reading(rec) -> bool:

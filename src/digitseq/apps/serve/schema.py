@@ -27,6 +27,7 @@ EXAMPLE_RESULT = {
     "file": "form-17.png",
     "digits": "40213",
     "text": "40213",
+    "value": None,
     "confidence": 0.9871,
     "digit_confidences": [0.9991, 0.9962, 0.9987, 0.9945, 0.9983],
     "spans": [[212, 268], [291, 350], [377, 421], [452, 509], [538, 597]],
@@ -46,6 +47,11 @@ class ReadResult(BaseModel):
         None,
         pattern=r"^[0-9.,\-/:()+ ]*$",
         description="what was read, separators included (a digit reader: the digits)",
+    )
+    value: str | None = Field(
+        None,
+        description="held to pattern date, time or amount: what it means, as an ISO date "
+        "(2026-12-07), a time (14:30:00) or a decimal (1250.00); null otherwise",
     )
     confidence: float | None = Field(
         ge=0, le=1, description="calibrated probability of the whole reading"

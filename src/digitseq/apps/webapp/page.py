@@ -302,6 +302,8 @@ def result_ui(entry: Entry, reading, predictor: Predictor, key: str) -> None:
             )
             if not reading.digits:
                 st.info("no digit found")
+            if reading.value:  # held to a date, time or amount: what it means
+                st.caption(f"means {reading.value}")
             st.metric("whole-number confidence", f"{reading.confidence:.1%}")
             if entry.truth is not None:
                 if reading.digits == entry.truth:
