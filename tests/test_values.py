@@ -84,3 +84,32 @@ def test_an_impossible_date_gets_no_value_and_a_warning_and_no_pattern_no_value(
     held = Reading(file="amount.png")
     text_reader().fill(held, spelled("1,250.00"), pattern="amount", min_confidence=0.9)
     assert (held.value, held.abstained) == ("1250.00", False)
+
+
+@pytest.mark.parametrize("day", [(2026, 12, 31), (1999, 1, 5)])
+def test_every_date_style_read_in_its_own_order_gives_back_its_date(day):
+    """Each date style of the data (DD/MM/YYYY, M/D/YY, YYYY-MM-DD, ...), held to the ordered
+    format of its style, is accepted by it and means the date written; the other orders refuse
+    the day-31 date (no month 31)."""
+    import re
+
+    from digitseq.data.formats import DATE_STYLES
+    from digitseq.models.ctc_pattern import FORMATS
+
+    y, m, d = day
+    fields = {"YYYY": f"{y}", "YY": f"{y % 100:02d}", "MM": f"{m:02d}", "DD": f"{d:02d}",
+              "M": f"{m}", "D": f"{d}"}  # fmt: skip
+    for style in DATE_STYLES:
+        text = re.sub("YYYY|YY|MM|DD|M|D", lambda g: fields[g.group()], style)
+        order = {"D": "dmy", "M": "mdy", "Y": "ymd"}[style[0]]
+        assert re.fullmatch(FORMATS[f"date-{order}"], text), (style, text)
+        assert value_of(text, f"date-{order}") == (f"{y}-{m:02d}-{d:02d}", None), style
+        if d == 31:
+            for other in {"dmy", "mdy", "ymd"} - {order}:
+                assert not re.fullmatch(FORMATS[f"date-{other}"], text), (style, other)
+
+
+def test_a_date_held_to_month_first_means_month_first():
+    assert value_of("07/12/2026", "date-mdy") == ("2026-07-12", None)
+    assert value_of("07/12/2026", "date") == ("2026-12-07", None)  # day first when it can be
+    assert value_of("31/12/2026", "date-mdy") == (None, "not a valid date: 31/12/2026")

@@ -35,6 +35,15 @@ FORMATS = {
         [rf"({_DAY}{s}{_MONTH}|{_MONTH}{s}{_DAY}){s}{_YEAR}" for s in ("/", r"\.", "-")]
         + [rf"\d{{4}}{s}{_MONTH}{s}{_DAY}" for s in ("/", r"\.", "-")]
     ),
+    # the same with the order known: day first (31/12/2026), month first (12/31/2026), year first
+    **{
+        f"date-{order}": "|".join(rf"{a}{s}{b}{s}{c}" for s in ("/", r"\.", "-"))
+        for order, (a, b, c) in {
+            "dmy": (_DAY, _MONTH, _YEAR),
+            "mdy": (_MONTH, _DAY, _YEAR),
+            "ymd": (r"\d{4}", _MONTH, _DAY),
+        }.items()
+    },  # fmt: skip
     "time": r"([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?",  # 9:05, 14:30, 14:30:15 (24-hour clock)
     # a country code, an area code in parentheses, then groups split by a space, dot, dash or
     # slash: (555) 010-0123, +44 20 7946 0958, 06.12.34.56.78, 0301/1234567, 5550100123

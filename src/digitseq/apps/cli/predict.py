@@ -55,8 +55,9 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--pattern",
         metavar="FORMAT|REGEX",
-        help="read the most probable text this format accepts: amount, date, time, phone, "
-        "digits, or a regular expression over digits and . , - / : ( ) + and space (e.g. "
+        help="read the most probable text this format accepts: amount, date (date-dmy, date-mdy, "
+        "date-ymd: in that order), time, phone, digits, or a regular expression over digits "
+        "and . , - / : ( ) + and space (e.g. "
         r"'\d{2}/\d{2}/\d{4}'); an unlikely fit is flagged in warning, never forced",
     )
     p.add_argument(

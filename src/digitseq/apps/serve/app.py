@@ -139,8 +139,9 @@ def add_read_route(app: FastAPI, s: ServeSettings) -> None:
         pattern: str | None = Query(
             None,
             max_length=200,
-            description="read the most probable text this format accepts: amount, date, time, "
-            "phone, digits, or a regular expression over digits and . , - / : ( ) + and space "
+            description="read the most probable text this format accepts: amount, date "
+            "(date-dmy, date-mdy, date-ymd: in that order), time, phone, digits, or a regular "
+            "expression over digits and . , - / : ( ) + and space "
             "(as `digitseq predict --pattern`); an unlikely fit is flagged in `warning`",
         ),
     ) -> JSONResponse:
